@@ -1,0 +1,3 @@
+from cmperf.cli import main
+
+main()

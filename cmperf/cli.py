@@ -1,0 +1,145 @@
+"""The `cmperf` command line: parse -> load -> evaluate or solve -> report.
+
+Commands stay thin; every failure of input is a `CmperfError` turned into an exit code here only.
+Heavy libraries (numpy, pandas, rich, matplotlib) are imported inside commands, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from cmperf import __version__
+from cmperf.errors import CmperfError
+
+app = typer.Typer(
+    help="cmperf: analytical performance model of LLM inference serving (DeepSeek-R1 on CloudMatrix384 and others).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+hardware_app = typer.Typer(help="List and inspect hardware description files.", no_args_is_help=True)
+model_app = typer.Typer(help="List and inspect model description files.", no_args_is_help=True)
+app.add_typer(hardware_app, name="hardware")
+app.add_typer(model_app, name="model")
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    md = "md"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+HardwareOpt = Annotated[str, typer.Option("--hardware", help="Hardware name (see `cmperf hardware list`) or path to a .toml file.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `cmperf model list`) or path to a .toml file.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a value by dotted key, KEY=VALUE (repeatable); keys as in `show --format json`.")]
+
+
+def _version(value: bool):
+    if value:
+        print(f"cmperf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False):
+    pass
+
+
+def _list(kind: str, fmt: Format) -> None:
+    from cmperf.report.render import emit
+    from cmperf.specs.loader import _load, known_names
+
+    rows = []
+    for name in known_names(kind):
+        spec = _load(name, kind)
+        rows.append({"name": name, "description": spec.description, "path": spec.path})
+    emit(rows, fmt.value, title=f"{kind} descriptions")
+
+
+def _show(spec, derived: dict, fmt: Format) -> None:
+    from cmperf.report.render import emit, fmt_number, to_json
+
+    if fmt == Format.json:
+        flat = dict(spec.values)
+        flat.update(derived)
+        print(to_json(flat))
+        return
+    rows = []
+    for key, value in spec.values.items():
+        p = spec.provenance[key]
+        rows.append({"key": key, "value": value, "unit": spec.fields[key].unit, "source": p.source, "kind": p.kind, "note": p.note})
+    for key, value in derived.items():
+        rows.append({"key": key, "value": value, "unit": "", "source": "derived", "kind": "derived", "note": ""})
+    if fmt == Format.table:
+        rows = [{**r, "value": fmt_number(r["value"])} for r in rows]
+    emit(rows, fmt.value, title=f"{spec.name}: {spec.description} ({spec.path})")
+
+
+@hardware_app.command("list")
+def hardware_list(fmt: FormatOpt = Format.table):
+    """List the hardware descriptions cmperf can find."""
+    _list("hardware", fmt)
+
+
+@hardware_app.command("show")
+def hardware_show(name: Annotated[str, typer.Argument(help="Hardware name or .toml path.")] = "cloudmatrix384", fmt: FormatOpt = Format.table, sets: SetOpt = None):
+    """Show a hardware description with units, sources and derived figures."""
+    from cmperf.overrides import parse_set
+    from cmperf.specs.derived import hardware_derived
+    from cmperf.specs.loader import load_hardware
+
+    hw = load_hardware(name)
+    hw = _apply_to(hw, parse_set(sets))
+    _show(hw, hardware_derived(hw), fmt)
+
+
+@model_app.command("list")
+def model_list(fmt: FormatOpt = Format.table):
+    """List the model descriptions cmperf can find."""
+    _list("model", fmt)
+
+
+@model_app.command("show")
+def model_show(name: Annotated[str, typer.Argument(help="Model name or .toml path.")] = "deepseek-r1", fmt: FormatOpt = Format.table, sets: SetOpt = None):
+    """Show a model description with sources and derived figures (parameters, KV bytes, FLOPs)."""
+    from cmperf.overrides import parse_set
+    from cmperf.specs.derived import model_derived
+    from cmperf.specs.loader import load_model
+
+    m = load_model(name)
+    m = _apply_to(m, parse_set(sets))
+    _show(m, model_derived(m), fmt)
+
+
+def _apply_to(spec, sets):
+    from cmperf.errors import SpecError
+    from cmperf.specs.loader import unknown_key_message
+
+    mine = {k: v for k, v in sets.items() if k in spec.fields}
+    other = [k for k in sets if k not in spec.fields]
+    if other:
+        key = other[0]
+        if key.startswith("derived."):
+            raise SpecError(f"'{key}' is derived from other keys and cannot be set; set its inputs instead", where="--set")
+        raise SpecError(f"'{key}' is not a {spec.kind} key; " + unknown_key_message(key, spec.fields), where="--set")
+    return spec.with_values(mine) if mine else spec
+
+
+def main() -> None:
+    """Console entry point: run the app, turning domain errors into one message and an exit code.
+
+    Usage errors (unknown option, bad choice) are typer's own: one message and exit code 2.
+    """
+    try:
+        app()
+    except CmperfError as exc:
+        print(f"cmperf: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)

@@ -1,0 +1,46 @@
+"""Communication operators: fused MoE dispatch/combine, bulk all-to-all and all-gather, KV transfer.
+
+All return seconds per call for one die, numpy-broadcastable over the deployment arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cmperf.comm.planes import group_latency_s, transfer_time_s
+from cmperf.specs.loader import Spec
+
+
+def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, which: str):
+    """Fused dispatch or combine written by the vector cores straight into peers' memory.
+
+        T = t_start + tokens * D * m / W_fit   (+ the inter-node latency step when off-node)
+    t_start and W_fit are least-squares fits to the paper's Table 7 (EP8-256, 128 tokens/rank).
+    D is the expected number of distinct destination ranks per token; m the message per token
+    per destination. Peers in other domains are reached over RDMA instead (planes.transfer_time_s).
+    """
+    start = hw[f"moe_comm.{which}_startup_s"]
+    bw = hw[f"moe_comm.{which}_bandwidth_bytes_per_s"]
+    payload = np.asarray(tokens, dtype=float) * destinations * message_bytes
+    extra_latency = group_latency_s(hw, ep) - hw["scaleup.latency_intra_s"]
+    return start + extra_latency + transfer_time_s(hw, payload, ep, bw)
+
+
+def bulk_comm_time_s(hw: Spec, bytes_per_die, ranks):
+    """A DMA-driven all-to-all or all-gather moving `bytes_per_die` out of each die.
+
+        T = latency + B / (W_write x e_collective)
+    W_write is the paper's measured UB write bandwidth (Table 1); e_collective is data.
+    """
+    bw = hw["scaleup.write_bandwidth_intra_bytes_per_s"]
+    t = transfer_time_s(hw, bytes_per_die, ranks, bw, hw["efficiency.collective_frac"])
+    return np.where(np.asarray(ranks) > 1, group_latency_s(hw, ranks) + t, 0.0)
+
+
+def kv_transfer_time_s(hw: Spec, kv_bytes_per_die):
+    """Prefill-to-decode KV-cache transfer over the scale-out (RDMA) plane.
+
+        T = latency + B / (W_rdma x e_rdma)
+    """
+    bw = hw["scaleout.bandwidth_bytes_per_s_per_die"] * hw["efficiency.scaleout_frac"]
+    return hw["scaleout.latency_s"] + np.asarray(kv_bytes_per_die, dtype=float) / bw

@@ -1,0 +1,239 @@
+"""Prefill: time of one batch of prompts on one instance, and the TTFT it implies.
+
+Per die: T tokens per batch (prompts of S tokens, a fraction h of each found in the prefix cache),
+split into n microbatches. Attention is hybrid: sequence parallel for the down-projections, tensor
+parallel over heads (groups of `attn_tp` dies) for the up-projections and the un-absorbed causal
+attention, sequence parallel again for the output projection, joined by an all-gather and an
+all-to-all. MoE is expert-parallel over `ep` dies with DMA-driven dispatch/combine.
+
+    batch = L_dense W_dense + L_moe W_moe + W_mtp + fill + LM head + t_batch
+    tokens/s per device = T x dies per device / batch;   TTFT = batch + KV transfer
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cmperf.comm.collectives import bulk_comm_time_s, kv_transfer_time_s
+from cmperf.compose.decode import message_bytes
+from cmperf.compose.memory import activation_bytes, kv_bytes_per_token, weight_bytes_per_die
+from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
+from cmperf.costs.moe import expected_destinations, hottest_rank_load, placement
+from cmperf.errors import SpecError
+from cmperf.specs import derived as dv
+from cmperf.specs.loader import Spec
+from cmperf.units import DTYPE_BYTES
+
+STREAMS = ("compute", "comm")
+
+
+@dataclass
+class PrefillInputs:
+    devices: object = 16
+    ep: object = 32
+    tokens_per_device: object = 16384
+    input_len: object = 4096
+    microbatches: object = 2
+    redundant: object = 32
+    attn_tp: object = 1
+    mtp: object = 1  # an MTP module runs in prefill too, to fill its own KV cache
+    prefix_hit: object = 0.0
+    cache_path: str = "ub"
+    eplb_perfect: object = False
+
+
+def _attention_ops(die: Die, model: Spec, scope, t, S, hit, tp):
+    """Hybrid SP-TP-SP MLA over t new tokens per die; prompts of S tokens with h*S cached."""
+    hw = die.hw
+    d = model["arch.hidden_size"]
+    h = model["attention.num_attention_heads"]
+    qr, kvr = model["attention.q_lora_rank"], model["attention.kv_lora_rank"]
+    nope, rope, v = model["attention.qk_nope_head_dim"], model["attention.qk_rope_head_dim"], model["attention.v_head_dim"]
+    mm, ab = model["precision.matmul"], DTYPE_BYTES[model["precision.activation"]]
+    c, x = "compute", "comm"
+    mt = t * tp
+    # Causal: a new token at position i attends to i keys; new tokens are positions hS..S.
+    mean_ctx = (S * hit + S) / 2.0 + 0.5
+    ops = [
+        die.vector("norms, RoPE, quantisation", c, scope, t * (2 * d + qr + kvr + h * (nope + 2 * rope + v)), 6.0, 2.0 * ab),
+        die.matmul("q_a + kv_a down-projection (SP)", c, scope, t, d, qr + kvr + rope, mm, mm),
+    ]
+    if np.any(np.asarray(tp) > 1):
+        ag = (tp - 1) * t * (qr + kvr + rope) * ab
+        ops.append(die.comm("all-gather latents (SP->TP)", x, scope, bulk_comm_time_s(hw, ag, tp), ag))
+    ops += [
+        die.matmul("q_b up-projection (TP)", c, scope, mt, qr, h * (nope + rope) / tp, mm, mm),
+        die.matmul("kv_b up-projection (TP)", c, scope, mt, kvr, h * (nope + v) / tp, mm, mm),
+    ]
+    core_flops = 2.0 * (h / tp) * (nope + rope + v) * mean_ctx * mt
+    core_bytes = mt * (h / tp) * (2 * (nope + rope) + 2 * v) * ab
+    ops.append(die.attention("attention core (causal MHA)", c, scope, core_flops, core_bytes, model["precision.attention_core"]))
+    if np.any(np.asarray(tp) > 1):
+        a2a = t * h * v * ab * (tp - 1) / tp
+        ops.append(die.comm("all-to-all heads->tokens (TP->SP)", x, scope, bulk_comm_time_s(hw, a2a, tp), a2a))
+    ops.append(die.matmul("o_proj (SP)", c, scope, t, h * v, d, mm, mm))
+    return ops
+
+
+def _moe_ops(die: Die, model: Spec, scope, t, inp: PrefillInputs):
+    hw = die.hw
+    d, inter = model["arch.hidden_size"], model["moe.moe_intermediate_size"]
+    E, S, k = model["moe.n_routed_experts"], model["moe.n_shared_experts"], model["moe.num_experts_per_tok"]
+    mm, act = model["precision.matmul"], model["precision.activation"]
+    ab = DTYPE_BYTES[act]
+    c, x = "compute", "comm"
+    ep = np.asarray(inp.ep, float)
+    pl = placement(E, S, ep, inp.redundant)
+    skew = np.where(inp.eplb_perfect, 0.0, model["routing.popularity_skew"] * model["routing.eplb_residual_frac"])
+    tokens_in_group = ep * t
+    mean_rank = tokens_in_group * k * pl["routed_per_rank"] / (E + np.asarray(inp.redundant, float))
+    hot = hottest_rank_load(mean_rank, pl["routed_per_rank"], pl["routed_ranks"], skew)
+    shared_rows = np.where(pl["dedicated"], tokens_in_group * S / np.maximum(pl["shared_copies"], 1.0), t * S)
+    rows = np.maximum(hot + np.where(pl["dedicated"], 0.0, shared_rows), np.where(pl["dedicated"], shared_rows, 0.0))
+    groups = pl["routed_per_rank"] + np.where(pl["dedicated"], 0.0, S)
+    dmsg, cmsg = message_bytes(model)
+    dest = expected_destinations(E, model["moe.n_group"], model["moe.topk_group"], k, ep) + np.where(pl["dedicated"], S, 0.0)
+    remote = (ep - 1.0) / np.maximum(ep, 1.0)
+    disp_bytes = t * dest * remote * dmsg
+    comb_bytes = t * dest * remote * cmsg
+    ops = [
+        die.vector("norm, quantisation", c, scope, t * d, 6.0, 2.0 * ab),
+        die.matmul("gate", c, scope, t, d, E, act, act, out_dtype="fp32"),
+        die.comm("dispatch (all-to-all)", x, scope, bulk_comm_time_s(hw, disp_bytes, ep), disp_bytes),
+        die.matmul("experts gate/up (grouped)", c, scope, rows / groups, d, 2 * inter, mm, mm, groups=groups),
+        die.vector("SwiGLU, quantisation", c, scope, rows * 2 * inter, 4.0, 1.5 * ab),
+        die.matmul("experts down (grouped)", c, scope, rows / groups, inter, d, mm, mm, groups=groups),
+        die.comm("combine (all-to-all)", x, scope, bulk_comm_time_s(hw, comb_bytes, ep), comb_bytes),
+    ]
+    return ops, {"placement": pl, "hot_rank_tokens": hot, "mean_rank_tokens": mean_rank, "destinations": dest}
+
+
+def _dense_ops(die: Die, model: Spec, scope, t):
+    d, inter = model["arch.hidden_size"], model["arch.intermediate_size"]
+    mm, ab = model["precision.matmul"], DTYPE_BYTES[model["precision.activation"]]
+    return [
+        die.vector("norm, quantisation", "compute", scope, t * d, 6.0, 2.0 * ab),
+        die.matmul("dense FFN gate/up", "compute", scope, t, d, 2 * inter, mm, mm),
+        die.vector("SwiGLU, quantisation", "compute", scope, t * 2 * inter, 4.0, 1.5 * ab),
+        die.matmul("dense FFN down", "compute", scope, t, inter, d, mm, mm),
+    ]
+
+
+def validate_prefill(inp: PrefillInputs) -> None:
+    for name in ("devices", "ep", "tokens_per_device", "input_len", "microbatches", "attn_tp"):
+        if np.any(np.asarray(getattr(inp, name)) < 1):
+            raise SpecError(f"must be >= 1, got {getattr(inp, name)}", where=f"--{name.replace('_', '-')}")
+    h = np.asarray(inp.prefix_hit)
+    if np.any((h < 0) | (h >= 1)):
+        raise SpecError(f"must lie in [0, 1), got {inp.prefix_hit}", where="--prefix-hit")
+
+
+def cache_load_time_s(hw: Spec, model: Spec, cached_tokens_per_die, path: str, mtp_layers):
+    """Loading cached prefix KV into HBM: from the CPU-DRAM pool over UB, or over the VPC network.
+
+        T = latency + tokens x KV bytes per token / W_path
+    VPC bandwidth is per node and shared by the node's dies.
+    """
+    b = np.asarray(cached_tokens_per_die, float) * kv_bytes_per_token(model, mtp_layers)
+    if path == "vpc":
+        bw = hw["vpc.bandwidth_bytes_per_s_per_node"] / (hw["node.packages"] * hw["package.dies"])
+        lat = hw["scaleout.latency_s"]
+    else:
+        bw = hw["pool.read_bandwidth_bytes_per_s_per_die"]
+        lat = hw["pool.latency_s"]
+    return np.where(b > 0, lat + b / bw, 0.0)
+
+
+def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
+    dies_pkg = hw["package.dies"]
+    dies = np.asarray(inp.devices, float) * dies_pkg
+    n = np.asarray(inp.microbatches, float)
+    tp = np.asarray(inp.attn_tp, float)
+    S = np.asarray(inp.input_len, float)
+    hit = np.asarray(inp.prefix_hit, float)
+    T = np.asarray(inp.tokens_per_device, float) / dies_pkg  # prompt tokens per die per batch
+    new = T * (1.0 - hit)  # tokens actually computed
+    t = new / n
+    comm_cores = hw["overlap.prefill_comm_matrix_cores"] / hw["die.matrix_cores"]
+    die = Die(hw, np.where(n >= 2, 1.0 - comm_cores, 1.0), 1.0)
+    full = Die(hw)
+    L_dense, L_moe = dv.layer_counts(model)
+    k = np.asarray(inp.mtp, float)
+    n_mtp = model["mtp.num_nextn_predict_layers"] * (k > 0)
+
+    dense_ops = _attention_ops(die, model, "dense layers", t, S, hit, tp) + _dense_ops(die, model, "dense layers", t)
+    moe_att = _attention_ops(die, model, "MoE layers", t, S, hit, tp)
+    moe_ffn, aux = _moe_ops(die, model, "MoE layers", t, inp)
+    moe_ops = moe_att + moe_ffn
+    d = model["arch.hidden_size"]
+    mtp_ops = [die.matmul("MTP eh_proj", "compute", "MTP module", t, 2 * d, d, model["precision.matmul"], model["precision.matmul"])]
+    mtp_ops += _attention_ops(die, model, "MTP module", t, S, hit, tp) + _moe_ops(die, model, "MTP module", t, inp)[0]
+
+    hbm = full.hbm_bw
+    w_dense = pipelined_layer_time_s(dense_ops, STREAMS, n, hbm)
+    w_moe = pipelined_layer_time_s(moe_ops, STREAMS, n, hbm)
+    w_mtp = pipelined_layer_time_s(mtp_ops, STREAMS, n, hbm)
+    fill = pipeline_fill_s(moe_ops, STREAMS, n)
+    for op in dense_ops:
+        op.calls = L_dense * n
+    for op in moe_ops:
+        op.calls = L_moe * n
+    for op in mtp_ops:
+        op.calls = n_mtp * n
+
+    prompts = T / S  # prompts per die per batch
+    V = model["arch.vocab_size"]
+    mtp_layers = int(model["mtp.num_nextn_predict_layers"]) if np.any(k > 0) else 0
+    serial = [
+        full.matmul("LM head (last token of each prompt)", "serial", "step", prompts, d, V, model["precision.lm_head"], model["precision.lm_head"], out_dtype="fp32"),
+        full.vector("sampling", "serial", "step", prompts * V, 5.0, 4.0),
+    ]
+    cached = T * hit
+    load = cache_load_time_s(hw, model, cached, inp.cache_path, mtp_layers)
+    serial.append(Op("prefix-cache KV load", "serial", "step", np.asarray(load, float) + 0.0 * T, 0.0 * T, cached * kv_bytes_per_token(model, mtp_layers), np.full(np.shape(load + 0.0 * T), 2), engine="link"))
+    overhead = hw["overhead.prefill_step_s"]
+    batch_s = L_dense * w_dense + L_moe * w_moe + n_mtp * w_mtp + fill + sum(op.calls * op.time_s for op in serial) + overhead
+    per_device = T * dies_pkg / batch_s
+    kv_per_die = T * kv_bytes_per_token(model, mtp_layers)
+    kv_s = kv_transfer_time_s(hw, kv_per_die)
+    ttft = batch_s + kv_s
+
+    pl = aux["placement"]
+    weights = weight_bytes_per_die(model, pl["experts_per_rank"], 1.0, mtp_layers)
+    # Up-projections are split over the TP group; the rest of attention is replicated.
+    ap = dv.attention_params_per_layer(model)
+    wb = DTYPE_BYTES[model["precision.weights_resident"]]
+    weights["weights: attention"] = weights["weights: attention"] - (ap["q_b"] + ap["kv_b"]) * (model["arch.num_hidden_layers"] + mtp_layers) * wb * (1 - 1 / tp)
+    mem = dict(weights)
+    mem["KV cache (batch in flight)"] = kv_per_die
+    mem["dispatch/combine buffers"] = t * aux["destinations"] * sum(message_bytes(model)) * 2.0
+    mem["activations"] = activation_bytes(model, t) * 2.0
+    mem["reserve"] = hw["memory.reserve_bytes_per_die"] + 0.0 * T
+    used = sum(mem.values())
+    cap = hw["die.hbm_capacity_bytes"]
+    valid = pl["valid"] & (np.mod(dies, inp.ep) == 0) & (np.mod(dies, tp) == 0) & (np.asarray(inp.ep) <= dies) & (np.asarray(h_ok := hit) < 1)
+    return {
+        "phase": "prefill",
+        "inputs": inp,
+        "ops": dense_ops + moe_ops + mtp_ops + serial,
+        "layer_wall_s": {"dense layers": L_dense * w_dense, "MoE layers": L_moe * w_moe, "MTP module": n_mtp * w_mtp},
+        "fill_s": fill,
+        "overhead_s": overhead,
+        "step_s": batch_s,
+        "layer_s": w_moe,
+        "ttft_s": ttft,
+        "kv_transfer_s": kv_s,
+        "tokens_per_s_per_device": per_device,
+        "tokens_per_s_per_die": per_device / dies_pkg,
+        "memory": mem,
+        "hbm_used_bytes_per_die": used,
+        "hbm_capacity_bytes_per_die": cap,
+        "fits": used <= cap,
+        "valid": valid,
+        "feasible": valid & (used <= cap),
+        "aux": aux,
+        "compute_stream_s": sum(o.time_s for o in moe_ops if o.stream == "compute"),
+        "comm_stream_s": sum(o.time_s for o in moe_ops if o.stream == "comm"),
+    }

@@ -1,0 +1,75 @@
+"""Expert placement, destinations per token and the hottest expert rank's load, in closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import gammaln
+
+
+def placement(n_routed, n_shared, ep, redundant):
+    """How `ep` ranks hold the routed, redundant and shared experts.
+
+    Two layouts, as deployed in the paper:
+    - dedicated (ep >= routed + redundant + 1): one routed instance per rank, the remaining
+      ranks each hold one shared-expert copy (decode EP320: 256 + 32 redundant + 32 shared);
+    - replicated ((routed + redundant) % ep == 0): every rank holds (routed + redundant)/ep routed
+      experts and its own shared-expert copy (prefill EP32: 8 routed + 1 redundant + 1 shared).
+    Returns dict of arrays: valid, dedicated, routed_per_rank, routed_ranks, shared_copies.
+    """
+    ep = np.asarray(ep, dtype=float)
+    redundant = np.asarray(redundant, dtype=float)
+    instances = n_routed + redundant
+    dedicated = ep >= instances + (1 if n_shared else 0)
+    replicated = (~dedicated) & (np.mod(instances, ep) == 0)
+    shared_copies = np.where(dedicated, ep - instances, ep) if n_shared else np.zeros_like(ep)
+    return {
+        "valid": (dedicated | replicated) & (ep >= 1),
+        "dedicated": dedicated,
+        "routed_per_rank": np.where(dedicated, 1.0, instances / ep),
+        "routed_ranks": np.where(dedicated, instances, ep),
+        "shared_copies": shared_copies,
+        "experts_per_rank": np.where(dedicated, 1.0, instances / ep + (1 if n_shared else 0)),
+    }
+
+
+def expected_destinations(n_routed, n_group, topk_group, top_k, ep):
+    """Expected distinct ranks among one token's routed experts, under group-limited routing.
+
+    A token picks `topk_group` of `n_group` groups, then `top_k` experts among those groups'
+    C = topk_group * n_routed / n_group candidates; with c experts per rank the candidates span
+    R = C / c ranks and (hypergeometric) P(rank untouched) = C(C - c, k) / C(C, k).
+    With more than one group per rank, the candidates' ranks are the ranks of the chosen groups.
+    Assumes: experts placed contiguously by index, groups contiguous; uniform choice within groups.
+    """
+    ep = np.asarray(ep, dtype=float)
+    group = n_routed / n_group
+    cand = topk_group * group
+    c = np.maximum(n_routed / ep, 1.0)
+    c_in = np.minimum(c, group)
+    log_p_untouched = (
+        gammaln(cand - c_in + 1) - gammaln(cand - c_in - top_k + 1) - gammaln(cand + 1) + gammaln(cand - top_k + 1)
+    )
+    within = (cand / c_in) * (1.0 - np.exp(log_p_untouched))
+    groups_per_rank = np.maximum(c / group, 1.0)
+    log_q = (
+        gammaln(n_group - groups_per_rank + 1) - gammaln(n_group - groups_per_rank - topk_group + 1)
+        - gammaln(n_group + 1) + gammaln(n_group - topk_group + 1)
+    )
+    across = ep * (1.0 - np.exp(np.where(n_group - groups_per_rank >= topk_group, log_q, -np.inf)))
+    return np.where(c <= group, within, np.minimum(across, top_k))
+
+
+def hottest_rank_load(mean_load, experts_on_rank, n_ranks, skew_cv):
+    """Expected load of the busiest of `n_ranks` ranks with the given mean load (tokens).
+
+        L_max = mu + sqrt(mu^2 s^2 / c + mu) * sqrt(2 ln R)
+    mu: mean tokens per rank; Poisson sampling noise (variance mu) plus expert-popularity spread
+    with coefficient of variation s over c independently placed experts; the expected maximum of R
+    near-normal loads is mu + sigma * sqrt(2 ln R) (Gumbel tail).
+    Assumes: independent popularity per expert; s already reduced by load balancing.
+    """
+    mu = np.asarray(mean_load, dtype=float)
+    c = np.maximum(np.asarray(experts_on_rank, dtype=float), 1.0)
+    sigma = np.sqrt(mu * mu * skew_cv * skew_cv / c + mu)
+    z = np.sqrt(2.0 * np.log(np.maximum(np.asarray(n_ranks, dtype=float), 1.0)))
+    return mu + sigma * z

@@ -1,0 +1,101 @@
+"""Render rows (a list of dicts with the same keys) as table, JSON, CSV or markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any, Sequence
+
+FORMATS = ("table", "json", "csv", "md")
+
+
+def _plain(v: Any) -> Any:
+    """JSON-safe scalar: numpy scalars to Python, NaN/inf to None."""
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def fmt_number(v: Any) -> str:
+    v = _plain(v)
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        a = abs(v)
+        if a >= 1e5 or a < 1e-3:
+            return f"{v:.4g}"
+        if a >= 100:
+            return f"{v:,.1f}"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def to_json(obj: Any) -> str:
+    def conv(o):
+        if isinstance(o, dict):
+            return {k: conv(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [conv(v) for v in o]
+        return _plain(o)
+
+    return json.dumps(conv(obj), indent=2)
+
+
+def to_csv(rows: Sequence[dict]) -> str:
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _plain(v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def to_markdown(rows: Sequence[dict], headers: Sequence[str] | None = None) -> str:
+    from tabulate import tabulate
+
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    body = [[fmt_number(r[c]) for c in cols] for r in rows]
+    return tabulate(body, headers=list(headers or cols), tablefmt="github", disable_numparse=True)
+
+
+def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    if not rows:
+        console.print(f"{title or ''}: (no rows)")
+        return
+    cols = list(rows[0])
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for i, c in enumerate(headers or cols):
+        t.add_column(str(c), justify="left" if isinstance(_plain(rows[0][cols[i]]), str) else "right")
+    for r in rows:
+        t.add_row(*[fmt_number(r[c]) for c in cols])
+    console.print(t)
+
+
+def emit(rows: Sequence[dict], fmt: str, title: str | None = None, headers: Sequence[str] | None = None) -> None:
+    """Print rows to stdout in one of FORMATS."""
+    if fmt == "json":
+        print(to_json(list(rows)))
+    elif fmt == "csv":
+        print(to_csv(rows), end="")
+    elif fmt == "md":
+        if title:
+            print(f"### {title}\n")
+        print(to_markdown(rows, headers))
+    else:
+        print_table(rows, title, headers)

@@ -1,0 +1,253 @@
+"""Read hardware and model TOML files into frozen, validated `Spec` objects.
+
+Every failure is a `SpecError` naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import cmperf
+from cmperf.errors import SpecError
+from cmperf.specs.schema import DTYPES, HARDWARE_FIELDS, KINDS, MODEL_FIELDS, Field
+
+_ENTRY_KEYS = {"value", "source", "kind", "note"}
+_META_KEYS = {"name", "description"}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    source: str
+    kind: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated description: flat dotted keys to values, each with its provenance."""
+
+    kind: str  # "hardware" or "model"
+    name: str
+    description: str
+    path: str
+    values: Mapping[str, Any]
+    provenance: Mapping[str, Provenance]
+    sources: Mapping[str, Mapping[str, str]]
+    overridden: tuple[str, ...] = field(default=())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def has(self, key: str) -> bool:
+        return key in self.values
+
+    @property
+    def fields(self) -> dict[str, Field]:
+        return HARDWARE_FIELDS if self.kind == "hardware" else MODEL_FIELDS
+
+    def with_values(self, updates: Mapping[str, Any], *, origin: str = "--set") -> "Spec":
+        """A copy with some values replaced; each is validated as if read from a file."""
+        values = dict(self.values)
+        prov = dict(self.provenance)
+        for key, raw in updates.items():
+            spec_field = self.fields.get(key)
+            if spec_field is None:
+                raise SpecError(unknown_key_message(key, self.fields), where=origin)
+            values[key] = _check_value(raw, spec_field, where=f"{origin} {key}", from_text=isinstance(raw, str))
+            prov[key] = Provenance(source="override", kind="assumed", note=f"set by {origin}")
+        return replace(
+            self,
+            values=MappingProxyType(values),
+            provenance=MappingProxyType(prov),
+            overridden=self.overridden + tuple(k for k in updates if k not in self.overridden),
+        )
+
+
+def unknown_key_message(key: str, valid: Mapping[str, Any] | list[str]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.5)
+    if not close:
+        # Match on the last part alone, so a key in the wrong table is still found.
+        tail = key.rsplit(".", 1)[-1]
+        close = [k for k in valid if k.rsplit(".", 1)[-1] == tail][:3]
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown key '{key}'{hint}"
+
+
+def _check_value(raw: Any, f: Field, *, where: str, from_text: bool = False) -> Any:
+    if f.type == "dtype":
+        if not isinstance(raw, str) or raw not in DTYPES:
+            raise SpecError(f"expected one of {', '.join(DTYPES)}, got {raw!r}", where=where)
+        return raw
+    if f.type == "str":
+        if not isinstance(raw, str):
+            raise SpecError(f"expected a string, got {raw!r}", where=where)
+        return raw
+    if isinstance(raw, str) and from_text:
+        raw = _parse_number(raw, where)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise SpecError(f"expected a number ({f.unit or 'count'}), got {raw!r}", where=where)
+    if f.type == "int":
+        if isinstance(raw, float):
+            if not raw.is_integer():
+                raise SpecError(f"expected a whole number, got {raw!r}", where=where)
+            raw = int(raw)
+    else:
+        raw = float(raw)
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise SpecError(f"expected a finite number, got {raw!r}", where=where)
+    unit = f" {f.unit}" if f.unit and f.unit != "fraction" else ""
+    if f.check == "positive" and not raw > 0:
+        raise SpecError(f"expected a positive number{unit}, got {raw!r}", where=where)
+    if f.check == "nonneg" and not raw >= 0:
+        raise SpecError(f"expected a number >= 0{unit}, got {raw!r}", where=where)
+    if f.check == "fraction" and not 0 < raw <= 1:
+        raise SpecError(f"expected a fraction in (0, 1], got {raw!r}", where=where)
+    return raw
+
+
+def _parse_number(text: str, where: str) -> float:
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise SpecError(f"expected a number, got {text!r}", where=where) from None
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def parse_spec(path: Path, kind: str) -> Spec:
+    """Parse and validate one file. `kind` is "hardware" or "model"."""
+    where = str(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"TOML syntax error: {exc}", where=where) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read the file: {exc}", where=where) from None
+    fields = HARDWARE_FIELDS if kind == "hardware" else MODEL_FIELDS
+    sections = {k.split(".")[0] for k in fields}
+
+    meta = doc.pop("meta", None)
+    if not isinstance(meta, dict):
+        raise SpecError("missing [meta] table with name and description", where=where)
+    for key in meta:
+        if key not in _META_KEYS:
+            raise SpecError(f"unknown key 'meta.{key}'; expected {', '.join(sorted(_META_KEYS))}", where=where)
+    for key in _META_KEYS:
+        if not isinstance(meta.get(key), str) or not meta[key].strip():
+            raise SpecError(f"meta.{key}: expected a non-empty string", where=where)
+
+    sources = doc.pop("sources", None)
+    if not isinstance(sources, dict) or not sources:
+        raise SpecError("missing [sources] table: every value must cite one of its entries", where=where)
+    for sid, src in sources.items():
+        if not isinstance(src, dict) or not isinstance(src.get("title"), str):
+            raise SpecError(f"sources.{sid}: expected {{ title = \"...\", url = \"...\" }}", where=where)
+
+    values: dict[str, Any] = {}
+    prov: dict[str, Provenance] = {}
+    for section, table in doc.items():
+        if section not in sections:
+            raise SpecError(unknown_key_message(section, sorted(sections)).replace("key", "table", 1), where=where)
+        if not isinstance(table, dict):
+            raise SpecError(f"'{section}' must be a table [{section}]", where=where)
+        for key, entry in table.items():
+            dotted = f"{section}.{key}"
+            spec_field = fields.get(dotted)
+            if spec_field is None:
+                raise SpecError(unknown_key_message(dotted, fields), where=where)
+            kw = f"{where}: {dotted}"
+            if not isinstance(entry, dict) or "value" not in entry:
+                raise SpecError('expected { value = ..., source = "..." }', where=kw)
+            extra = set(entry) - _ENTRY_KEYS
+            if extra:
+                raise SpecError(f"unexpected field(s) {', '.join(sorted(extra))}; expected value, source, kind, note", where=kw)
+            src = entry.get("source")
+            if not isinstance(src, str):
+                raise SpecError("missing 'source': every value cites an entry of [sources]", where=kw)
+            if src not in sources:
+                raise SpecError(f"source '{src}' is not in [sources] (known: {', '.join(sorted(sources))})", where=kw)
+            kind_ = entry.get("kind", "paper")
+            if kind_ not in KINDS:
+                raise SpecError(f"kind must be one of {', '.join(KINDS)}, got {kind_!r}", where=kw)
+            note = entry.get("note", "")
+            if not isinstance(note, str):
+                raise SpecError("note must be a string", where=kw)
+            values[dotted] = _check_value(entry["value"], spec_field, where=kw)
+            prov[dotted] = Provenance(source=src, kind=kind_, note=note)
+
+    missing = [k for k, f in fields.items() if not f.optional and k not in values]
+    if missing:
+        raise SpecError(f"missing key(s): {', '.join(missing)}", where=where)
+    return Spec(
+        kind=kind,
+        name=meta["name"],
+        description=meta["description"],
+        path=where,
+        values=MappingProxyType(values),
+        provenance=MappingProxyType(prov),
+        sources=MappingProxyType({k: MappingProxyType(v) for k, v in sources.items()}),
+    )
+
+
+def search_dirs(kind: str) -> list[Path]:
+    """Where names are looked up: ./hardware (or ./models) first, then the installed copies."""
+    folder = "hardware" if kind == "hardware" else "models"
+    pkg = Path(cmperf.__file__).parent
+    dirs = [Path.cwd() / folder, pkg / folder, pkg.parent / folder]
+    seen, out = set(), []
+    for d in dirs:
+        r = d.resolve()
+        if r not in seen and d.is_dir():
+            seen.add(r)
+            out.append(d)
+    return out
+
+
+def known_names(kind: str) -> list[str]:
+    names: set[str] = set()
+    for d in search_dirs(kind):
+        names.update(p.stem for p in d.glob("*.toml"))
+    return sorted(names)
+
+
+def resolve(name_or_path: str, kind: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or "/" in name_or_path or "\\" in name_or_path:
+        if not p.is_file():
+            raise SpecError(f"no such {kind} file: {name_or_path}", where=f"--{kind}")
+        return p
+    for d in search_dirs(kind):
+        cand = d / f"{name_or_path}.toml"
+        if cand.is_file():
+            return cand
+    names = known_names(kind)
+    raise SpecError(
+        f"unknown {kind} '{name_or_path}'; known: {', '.join(names) or '(none)'}", where=f"--{kind}"
+    )
+
+
+_CACHE: dict[tuple[str, str, float], Spec] = {}
+
+
+def _load(name_or_path: str, kind: str) -> Spec:
+    path = resolve(name_or_path, kind)
+    key = (str(path.resolve()), kind, path.stat().st_mtime)
+    if key not in _CACHE:
+        _CACHE[key] = parse_spec(path, kind)
+    return _CACHE[key]
+
+
+def load_hardware(name_or_path: str = "cloudmatrix384") -> Spec:
+    return _load(name_or_path, "hardware")
+
+
+def load_model(name_or_path: str = "deepseek-r1") -> Spec:
+    return _load(name_or_path, "model")

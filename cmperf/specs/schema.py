@@ -1,0 +1,139 @@
+"""The key space of hardware and model files: every key, its type, constraint and meaning.
+
+A file must give exactly the required keys (optional ones may be left out); every value is a
+table `{ value = ..., source = "...", kind = "...", note = "..." }` whose `source` names an entry of
+the file's `[sources]` table. The same dotted keys are what `--set` accepts and what
+`show --format json` prints.
+"""
+
+from dataclasses import dataclass
+
+from cmperf.units import DTYPE_BYTES
+
+#: How a number was obtained. Efficiencies and calibration factors must say which.
+KINDS = ("paper", "datasheet", "vendor-tool", "config", "measured", "fitted", "assumed", "derived")
+
+
+@dataclass(frozen=True)
+class Field:
+    type: str  # "int", "float", "str" or "dtype"
+    check: str | None  # "positive", "nonneg", "fraction" (0, 1], "ge1", or None
+    unit: str
+    help: str
+    optional: bool = False
+
+
+def _f(unit, help, check="positive", optional=False):
+    return Field("float", check, unit, help, optional)
+
+
+def _i(unit, help, check="positive", optional=False):
+    return Field("int", check, unit, help, optional)
+
+
+def _frac(help, optional=False):
+    return Field("float", "fraction", "fraction", help, optional)
+
+
+def _dtype(help):
+    return Field("dtype", None, "dtype", help)
+
+
+HARDWARE_FIELDS: dict[str, Field] = {
+    # One die: the unit that runs one rank.
+    "die.matrix_cores": _i("cores", "matrix engines per die (AI cube cores / SMs)"),
+    "die.vector_cores": _i("cores", "vector engines per die (AI vector cores / SMs)"),
+    "die.int8_matrix_flops_per_s": _f("OP/s", "dense INT8 matrix peak per die", optional=True),
+    "die.fp8_matrix_flops_per_s": _f("FLOP/s", "dense FP8 matrix peak per die", optional=True),
+    "die.bf16_matrix_flops_per_s": _f("FLOP/s", "dense BF16 matrix peak per die"),
+    "die.fp16_matrix_flops_per_s": _f("FLOP/s", "dense FP16 matrix peak per die", optional=True),
+    "die.vector_flops_per_s": _f("FLOP/s", "vector (element-wise) peak per die"),
+    "die.hbm_capacity_bytes": _f("B", "HBM capacity per die"),
+    "die.hbm_bandwidth_bytes_per_s": _f("B/s", "HBM bandwidth per die"),
+    "die.matrix_tile_rows": _i("rows", "rows the matrix engine processes at once; M pads to it"),
+    # One package (NPU or GPU).
+    "package.dies": _i("dies", "dies per package; each die is one rank"),
+    "package.die_to_die_bandwidth_bytes_per_s": _f("B/s", "on-package die-to-die link, one way", optional=True),
+    # Node and system.
+    "node.packages": _i("packages", "NPUs/GPUs per node"),
+    "node.cpus": _i("CPUs", "host CPU sockets per node"),
+    "system.nodes": _i("nodes", "nodes in one system (supernode, rack or cluster unit)"),
+    "system.scaleup_domain_packages": _i("packages", "packages joined by the scale-up plane"),
+    # Scale-up plane (UB, NVLink).
+    "scaleup.links_per_die": _i("links", "scale-up links per die"),
+    "scaleup.link_bandwidth_bytes_per_s": _f("B/s", "one link, one way"),
+    "scaleup.write_bandwidth_intra_bytes_per_s": _f("B/s", "measured one-way write bandwidth per die, same node"),
+    "scaleup.write_bandwidth_inter_bytes_per_s": _f("B/s", "measured one-way write bandwidth per die, other node"),
+    "scaleup.read_bandwidth_intra_bytes_per_s": _f("B/s", "measured one-way read bandwidth per die, same node"),
+    "scaleup.read_bandwidth_inter_bytes_per_s": _f("B/s", "measured one-way read bandwidth per die, other node"),
+    "scaleup.latency_intra_s": _f("s", "measured small-message latency, same node"),
+    "scaleup.latency_inter_s": _f("s", "measured small-message latency, other node"),
+    # Scale-out plane (RDMA).
+    "scaleout.bandwidth_bytes_per_s_per_die": _f("B/s", "RDMA one-way bandwidth per die"),
+    "scaleout.latency_s": _f("s", "RDMA small-message latency"),
+    # Datacenter (VPC) plane and the CPU-DRAM pool reached over the scale-up plane.
+    "vpc.bandwidth_bytes_per_s_per_node": _f("B/s", "VPC network bandwidth per node, one way"),
+    "pool.read_bandwidth_bytes_per_s_per_die": _f("B/s", "die reading the CPU-DRAM pool, one way"),
+    "pool.latency_s": _f("s", "die reading the CPU-DRAM pool, small-message latency"),
+    "pool.capacity_bytes_per_node": _f("B", "DRAM per node usable as the shared pool", optional=True),
+    # Efficiencies: operator-level, with their provenance kind.
+    "efficiency.matmul_compute_frac": _frac("matrix-engine efficiency of a large GEMM (K -> inf)"),
+    "efficiency.matmul_k_overhead_elements": _f("elements", "per-tile fill cost in K: eff = e * K / (K + k0)", check="nonneg"),
+    "efficiency.attention_compute_frac": _frac("attention kernel efficiency when compute-bound"),
+    "efficiency.hbm_frac": _frac("achieved fraction of HBM bandwidth for streaming kernels"),
+    "efficiency.vector_frac": _frac("achieved fraction of vector peak"),
+    "efficiency.scaleout_frac": _frac("achieved fraction of RDMA bandwidth"),
+    "efficiency.collective_frac": _frac("achieved fraction of measured scale-up bandwidth for bulk collectives (DMA)"),
+    # Fused MoE dispatch/combine driven by vector cores (decode) over the scale-up plane.
+    "moe_comm.dispatch_startup_s": _f("s", "fixed cost of one fused dispatch call", check="nonneg"),
+    "moe_comm.combine_startup_s": _f("s", "fixed cost of one fused combine call", check="nonneg"),
+    "moe_comm.dispatch_bandwidth_bytes_per_s": _f("B/s", "achieved per-die bandwidth of fused dispatch messages"),
+    "moe_comm.combine_bandwidth_bytes_per_s": _f("B/s", "achieved per-die bandwidth of fused combine messages"),
+    # Stream split for two-microbatch decode (cores given to each stream).
+    "overlap.decode_attention_matrix_cores": _i("cores", "matrix cores of the attention stream"),
+    "overlap.decode_attention_vector_cores": _i("cores", "vector cores of the attention stream"),
+    "overlap.decode_moe_matrix_cores": _i("cores", "matrix cores of the MoE stream"),
+    "overlap.decode_moe_vector_cores": _i("cores", "vector cores of the MoE stream"),
+    "overlap.prefill_comm_matrix_cores": _i("cores", "matrix cores taken by communication during prefill overlap", check="nonneg"),
+    # Fixed costs.
+    "overhead.op_latency_s": _f("s", "fixed launch/synchronisation latency per operator", check="nonneg"),
+    "overhead.decode_step_s": _f("s", "per decode step: scheduling, metadata, sampling", check="nonneg"),
+    "overhead.prefill_step_s": _f("s", "per prefill batch: scheduling and set-up", check="nonneg"),
+    # Memory.
+    "memory.reserve_bytes_per_die": _f("B", "HBM kept back for runtime, workspace and fragmentation", check="nonneg"),
+}
+
+MODEL_FIELDS: dict[str, Field] = {
+    "arch.hidden_size": _i("", "model width d"),
+    "arch.num_hidden_layers": _i("layers", "main-model layers"),
+    "arch.first_k_dense_replace": _i("layers", "leading layers with a dense FFN", check="nonneg"),
+    "arch.intermediate_size": _i("", "dense FFN width (SwiGLU)"),
+    "arch.vocab_size": _i("tokens", "vocabulary size"),
+    "arch.max_position_embeddings": _i("tokens", "longest supported context"),
+    "attention.num_attention_heads": _i("heads", "query heads"),
+    "attention.q_lora_rank": _i("", "query down-projection rank"),
+    "attention.kv_lora_rank": _i("", "compressed KV latent width d_c"),
+    "attention.qk_nope_head_dim": _i("", "per-head query/key width without RoPE"),
+    "attention.qk_rope_head_dim": _i("", "decoupled RoPE key width, shared by all heads"),
+    "attention.v_head_dim": _i("", "per-head value width"),
+    "moe.moe_intermediate_size": _i("", "width of one expert (SwiGLU)"),
+    "moe.n_routed_experts": _i("experts", "routed experts"),
+    "moe.n_shared_experts": _i("experts", "shared experts every token visits", check="nonneg"),
+    "moe.num_experts_per_tok": _i("experts", "routed top-k"),
+    "moe.n_group": _i("groups", "expert groups for group-limited routing"),
+    "moe.topk_group": _i("groups", "groups a token's experts may come from"),
+    "mtp.num_nextn_predict_layers": _i("modules", "multi-token-prediction modules", check="nonneg"),
+    "precision.matmul": _dtype("large matrix multiplies (projections, experts, dense FFN)"),
+    "precision.attention_core": _dtype("attention score and value products"),
+    "precision.kv_cache": _dtype("KV-cache elements"),
+    "precision.dispatch": _dtype("MoE dispatch payload"),
+    "precision.combine": _dtype("MoE combine payload"),
+    "precision.lm_head": _dtype("LM head matrix multiply"),
+    "precision.activation": _dtype("activations between operators and in collectives"),
+    "precision.weights_resident": _dtype("how matmul weights are stored in HBM"),
+    "quant.dispatch_scale_bytes_per_token": _f("B", "scale bytes carried with each quantised token (padded)", check="nonneg"),
+    "routing.popularity_skew": _f("", "hottest-expert load excess from expert popularity, before balancing", check="nonneg"),
+    "routing.eplb_residual_frac": _frac("fraction of the popularity skew left after expert-placement load balancing"),
+}
+
+DTYPES = tuple(DTYPE_BYTES)
