@@ -117,6 +117,63 @@ def model_show(name: Annotated[str, typer.Argument(help="Model name or .toml pat
     _show(m, model_derived(m), fmt)
 
 
+class Phase(str, Enum):
+    decode = "decode"
+    prefill = "prefill"
+
+
+class Eplb(str, Enum):
+    default = "default"
+    perfect = "perfect"
+
+
+class CachePath(str, Enum):
+    ub = "ub"
+    vpc = "vpc"
+
+
+def _range(lo, hi=None):
+    return {"min": lo, "max": hi}
+
+
+@app.command()
+def estimate(
+    phase: Annotated[Phase, typer.Argument(help="decode or prefill.")],
+    hardware: HardwareOpt = "cloudmatrix384",
+    model: ModelOpt = "deepseek-r1",
+    devices: Annotated[Optional[int], typer.Option(help="NPUs/GPUs in the instance [decode 160, prefill 16].", **_range(1, 1_000_000))] = None,
+    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree in ranks (a rank is a die) [decode 320, prefill 32].", **_range(1, 1_000_000))] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Decode: concurrent requests per device [96].", **_range(1, 1_000_000))] = None,
+    input_len: Annotated[Optional[int], typer.Option(help="Prompt tokens per request [4096].", **_range(1, 10_000_000))] = None,
+    output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [256].", **_range(1, 10_000_000))] = None,
+    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [input + output/2].", **_range(1, 10_000_000))] = None,
+    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [16384].", **_range(1, 100_000_000))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [2].", **_range(1, 8))] = None,
+    mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [1].", **_range(0, 8))] = None,
+    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [0.7].", **_range(0.0, 1.0))] = None,
+    eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default (modelled skew) or perfect.")] = Eplb.default,
+    redundant: Annotated[Optional[int], typer.Option(help="Redundant expert copies [32 where the placement allows].", **_range(0, 100_000))] = None,
+    attn_tp: Annotated[int, typer.Option(help="Attention tensor-parallel degree (dies per group).", **_range(1, 1024))] = 1,
+    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [0].", **_range(0.0, 0.999))] = None,
+    cache_path: Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool) or vpc.")] = CachePath.ub,
+    sets: SetOpt = None,
+    fmt: FormatOpt = Format.table,
+):
+    """Evaluate one deployment and explain it operator by operator (default: the paper's)."""
+    from cmperf.estimate import Options
+    from cmperf.estimate import estimate as run
+    from cmperf.overrides import parse_set
+    from cmperf.report.estimate import print_estimate
+
+    opts = Options(
+        devices=devices, ep=ep, batch=batch, input_len=input_len, output_len=output_len, kv_len=kv_len,
+        tokens_per_device=tokens_per_device, microbatches=microbatches, mtp=mtp, mtp_acceptance=mtp_acceptance,
+        eplb=eplb.value, redundant=redundant, attn_tp=attn_tp, prefix_hit=prefix_hit, cache_path=cache_path.value,
+        sets=parse_set(sets),
+    )
+    print_estimate(run(phase.value, hardware, model, opts), fmt.value)
+
+
 def _apply_to(spec, sets):
     from cmperf.errors import SpecError
     from cmperf.specs.loader import unknown_key_message

@@ -11,11 +11,14 @@ from cmperf.comm.planes import group_latency_s, transfer_time_s
 from cmperf.specs.loader import Spec
 
 
-def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, which: str):
+def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, which: str, vector_share=1.0):
     """Fused dispatch or combine written by the vector cores straight into peers' memory.
 
-        T = t_start + tokens * D * m / W_fit   (+ the inter-node latency step when off-node)
-    t_start and W_fit are least-squares fits to the paper's Table 7 (EP8-256, 128 tokens/rank).
+        T = t_start + tokens * D * m / (W_fit * f_aiv)   (+ the inter-node latency step when off-node)
+    t_start and W_fit are least-squares fits to the paper's Table 7 (EP8-256, 128 tokens/rank),
+    taken on the whole die. The vector cores issue the remote writes, so a stream given the share
+    f_aiv of them issues at f_aiv of the fitted rate (decode MoE stream: 16 of 48 AIVs).
+    Assumes: Table 7 ran the operator alone on all vector cores.
     D is the expected number of distinct destination ranks per token; m the message per token
     per destination. Peers in other domains are reached over RDMA instead (planes.transfer_time_s).
     """
@@ -23,7 +26,7 @@ def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, whi
     bw = hw[f"moe_comm.{which}_bandwidth_bytes_per_s"]
     payload = np.asarray(tokens, dtype=float) * destinations * message_bytes
     extra_latency = group_latency_s(hw, ep) - hw["scaleup.latency_intra_s"]
-    return start + extra_latency + transfer_time_s(hw, payload, ep, bw)
+    return start + extra_latency + transfer_time_s(hw, payload, ep, bw * np.asarray(vector_share, dtype=float))
 
 
 def bulk_comm_time_s(hw: Spec, bytes_per_die, ranks):

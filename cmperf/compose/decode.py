@@ -17,7 +17,7 @@ import numpy as np
 from cmperf.comm.collectives import bulk_comm_time_s, fused_moe_comm_time_s
 from cmperf.compose.memory import activation_bytes, comm_buffer_bytes, kv_bytes_per_token, weight_bytes_per_die
 from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
-from cmperf.costs.moe import expected_destinations, hottest_rank_load, placement
+from cmperf.costs.moe import expected_destinations, hottest_rank_load, placement, popularity_cv
 from cmperf.errors import SpecError
 from cmperf.specs import derived as dv
 from cmperf.specs.loader import Spec
@@ -100,9 +100,9 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
     ab = DTYPE_BYTES[act]
     s = "moe"
     pl = placement(E, S, inp.ep, inp.redundant)
-    skew = model["routing.popularity_skew"] * model["routing.eplb_residual_frac"]
-    skew = np.where(inp.eplb_perfect, 0.0, skew)
     ep = np.asarray(inp.ep, float)
+    requests = ep * t / (np.asarray(inp.mtp, float) + 1.0)  # requests mixed in this microbatch
+    skew = popularity_cv(model["routing.popularity_skew"], model["routing.eplb_residual_frac"], model["routing.request_skew"], requests, inp.eplb_perfect)
     tokens_in_group = ep * t
     mean_rank = tokens_in_group * k * pl["routed_per_rank"] / (E + np.asarray(inp.redundant, float))
     hot = hottest_rank_load(mean_rank, pl["routed_per_rank"], pl["routed_ranks"], skew)
@@ -115,7 +115,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
         die.vector("norm, quantisation", s, scope, t * d, 6.0, 2.0 * ab),
         die.matmul("gate", s, scope, t, d, E, act, act, out_dtype="fp32"),
         die.vector("top-k routing", s, scope, t * E, 8.0, 4.0),
-        die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, t, dest, dmsg, ep, "dispatch"), t * dest * dmsg),
+        die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, t, dest, dmsg, ep, "dispatch", die.vector_share), t * dest * dmsg),
     ]
     # The busiest die sets the MoE time: a routed-expert die at its hottest load, or a
     # shared-expert die (dedicated layout); in the replicated layout every die also runs its
@@ -143,7 +143,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
             np.where(routed_binds, ro.hbm_bytes, so.hbm_bytes), np.where(routed_binds, ro.bound, so.bound),
             engine=ro.engine, full_die_time_s=np.where(routed_binds, ro.full_die_time_s, so.full_die_time_s),
         ))
-    ops.append(die.comm("combine", s, scope, fused_moe_comm_time_s(hw, t, dest, cmsg, ep, "combine"), t * dest * cmsg))
+    ops.append(die.comm("combine", s, scope, fused_moe_comm_time_s(hw, t, dest, cmsg, ep, "combine", die.vector_share), t * dest * cmsg))
     aux = {"placement": pl, "hot_rank_tokens": hot, "mean_rank_tokens": mean_rank, "destinations": dest, "shared_rows": shared_rows}
     return ops, aux
 

@@ -20,7 +20,7 @@ from cmperf.comm.collectives import bulk_comm_time_s, kv_transfer_time_s
 from cmperf.compose.decode import message_bytes
 from cmperf.compose.memory import activation_bytes, kv_bytes_per_token, weight_bytes_per_die
 from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
-from cmperf.costs.moe import expected_destinations, hottest_rank_load, placement
+from cmperf.costs.moe import expected_destinations, hottest_rank_load, placement, popularity_cv
 from cmperf.errors import SpecError
 from cmperf.specs import derived as dv
 from cmperf.specs.loader import Spec
@@ -86,7 +86,9 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: PrefillInputs):
     c, x = "compute", "comm"
     ep = np.asarray(inp.ep, float)
     pl = placement(E, S, ep, inp.redundant)
-    skew = np.where(inp.eplb_perfect, 0.0, model["routing.popularity_skew"] * model["routing.eplb_residual_frac"])
+    # Prompts (or prompt pieces) mixed in this microbatch of the EP group.
+    requests = np.maximum(ep * t / (np.asarray(inp.input_len, float) * (1.0 - np.asarray(inp.prefix_hit, float))), 1.0)
+    skew = popularity_cv(model["routing.popularity_skew"], model["routing.eplb_residual_frac"], model["routing.request_skew"], requests, inp.eplb_perfect)
     tokens_in_group = ep * t
     mean_rank = tokens_in_group * k * pl["routed_per_rank"] / (E + np.asarray(inp.redundant, float))
     hot = hottest_rank_load(mean_rank, pl["routed_per_rank"], pl["routed_ranks"], skew)
@@ -157,7 +159,9 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
     new = T * (1.0 - hit)  # tokens actually computed
     t = new / n
     comm_cores = hw["overlap.prefill_comm_matrix_cores"] / hw["die.matrix_cores"]
-    die = Die(hw, np.where(n >= 2, 1.0 - comm_cores, 1.0), 1.0)
+    # Matrix engines at their sustained duty cycle in prefill (fitted, see hardware file).
+    duty = hw["efficiency.prefill_matrix_duty_frac"]
+    die = Die(hw, np.where(n >= 2, 1.0 - comm_cores, 1.0) * duty, 1.0)
     full = Die(hw)
     L_dense, L_moe = dv.layer_counts(model)
     k = np.asarray(inp.mtp, float)

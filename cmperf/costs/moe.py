@@ -73,3 +73,17 @@ def hottest_rank_load(mean_load, experts_on_rank, n_ranks, skew_cv):
     sigma = np.sqrt(mu * mu * skew_cv * skew_cv / c + mu)
     z = np.sqrt(2.0 * np.log(np.maximum(np.asarray(n_ranks, dtype=float), 1.0)))
     return mu + sigma * z
+
+
+def popularity_cv(global_skew, eplb_residual, request_skew, requests_mixed, perfect=False):
+    """Coefficient of variation of expert load in one microbatch of an EP group.
+
+        s^2 = (s_glob x r_eplb)^2 + s_req^2 / m
+    s_glob: long-run spread of expert popularity, of which load balancing (EPLB with redundant
+    experts) leaves the fraction r_eplb; s_req: spread within one request's tokens, which route
+    alike and so add up coherently; m: requests mixed in the microbatch, whose independent
+    preferences average out. Perfect balancing removes both terms.
+    """
+    m = np.maximum(np.asarray(requests_mixed, dtype=float), 1e-12)
+    cv = np.sqrt((global_skew * eplb_residual) ** 2 + request_skew**2 / m)
+    return np.where(perfect, 0.0, cv)

@@ -70,11 +70,19 @@ def to_markdown(rows: Sequence[dict], headers: Sequence[str] | None = None) -> s
     return tabulate(body, headers=list(headers or cols), tablefmt="github", disable_numparse=True)
 
 
-def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None) -> None:
+def make_console():
+    """A console that stays readable when piped: at least 160 columns wide."""
+    import shutil
+
     from rich.console import Console
+
+    return Console(width=max(shutil.get_terminal_size((160, 40)).columns, 160), highlight=False)
+
+
+def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None) -> None:
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     if not rows:
         console.print(f"{title or ''}: (no rows)")
         return

@@ -82,6 +82,7 @@ HARDWARE_FIELDS: dict[str, Field] = {
     "efficiency.attention_compute_frac": _frac("attention kernel efficiency when compute-bound"),
     "efficiency.hbm_frac": _frac("achieved fraction of HBM bandwidth for streaming kernels"),
     "efficiency.vector_frac": _frac("achieved fraction of vector peak"),
+    "efficiency.prefill_matrix_duty_frac": _frac("fraction of a prefill batch the matrix engines are kept busy (launch gaps, stream sync, tails)"),
     "efficiency.scaleout_frac": _frac("achieved fraction of RDMA bandwidth"),
     "efficiency.collective_frac": _frac("achieved fraction of measured scale-up bandwidth for bulk collectives (DMA)"),
     # Fused MoE dispatch/combine driven by vector cores (decode) over the scale-up plane.
@@ -132,8 +133,9 @@ MODEL_FIELDS: dict[str, Field] = {
     "precision.activation": _dtype("activations between operators and in collectives"),
     "precision.weights_resident": _dtype("how matmul weights are stored in HBM"),
     "quant.dispatch_scale_bytes_per_token": _f("B", "scale bytes carried with each quantised token (padded)", check="nonneg"),
-    "routing.popularity_skew": _f("", "hottest-expert load excess from expert popularity, before balancing", check="nonneg"),
-    "routing.eplb_residual_frac": _frac("fraction of the popularity skew left after expert-placement load balancing"),
+    "routing.popularity_skew": _f("CV", "long-run coefficient of variation of expert popularity, before balancing", check="nonneg"),
+    "routing.eplb_residual_frac": _frac("fraction of the long-run popularity spread left by expert-placement load balancing (EPLB)"),
+    "routing.request_skew": _f("CV", "coefficient of variation of expert load within one request's tokens", check="nonneg"),
 }
 
 DTYPES = tuple(DTYPE_BYTES)
