@@ -174,6 +174,66 @@ def estimate(
     print_estimate(run(phase.value, hardware, model, opts), fmt.value)
 
 
+def _parse_ms(text: str, option: str) -> float:
+    from cmperf.errors import SpecError
+
+    t = text.strip().lower()
+    scale = 1.0
+    if t.endswith("ms"):
+        t = t[:-2]
+    elif t.endswith("s"):
+        t, scale = t[:-1], 1e3
+    try:
+        v = float(t) * scale
+    except ValueError:
+        raise SpecError(f"expected a time such as 50, 50ms or 0.05s, got {text!r}", where=option) from None
+    if not (v > 0 and v < 1e9):
+        raise SpecError(f"expected a positive time, got {text!r}", where=option)
+    return v
+
+
+@app.command()
+def plan(
+    tpot: Annotated[Optional[list[str]], typer.Option("--tpot", help="TPOT SLO, repeatable: 50 or 50ms [15 and 50].")] = None,
+    ttft: Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")] = None,
+    input_len: Annotated[int, typer.Option(help="Prompt tokens per request.", **_range(1, 10_000_000))] = 4096,
+    output_len: Annotated[int, typer.Option(help="Generated tokens per request.", **_range(1, 10_000_000))] = 256,
+    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_range(0.0, 1.0))] = 0.7,
+    devices: Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **_range(1, 1_000_000))] = None,
+    hardware: HardwareOpt = "cloudmatrix384",
+    model: ModelOpt = "deepseek-r1",
+    sets: SetOpt = None,
+    top: Annotated[int, typer.Option(help="Deployments shown per SLO.", **_range(1, 100))] = 3,
+    eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")] = Eplb.default,
+    prefix_hit: Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_range(0.0, 0.999))] = 0.0,
+    out: Annotated[str, typer.Option("--out", help="Directory that receives the report folder.")] = "reports",
+    tag: Annotated[Optional[str], typer.Option(help="Name the report folder plan-TAG [UTC timestamp].")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing plan-TAG folder.")] = False,
+    no_write: Annotated[bool, typer.Option("--no-write", help="Print only; write no report files.")] = False,
+    fmt: FormatOpt = Format.table,
+):
+    """Search deployments for the best throughput under TPOT (and TTFT) SLOs; write CSV and markdown reports."""
+    from cmperf.overrides import parse_set
+    from cmperf.report.files import write_run_dir
+    from cmperf.report.plan import print_plan, report_files
+    from cmperf.solve.plan import PlanRequest
+    from cmperf.solve.plan import plan as run
+
+    sets_d = parse_set(sets)
+    req = PlanRequest(
+        hardware=hardware, model=model, tpot_ms=tuple(_parse_ms(t, "--tpot") for t in (tpot or ["15", "50"])),
+        ttft_ms=_parse_ms(ttft, "--ttft") if ttft else None, input_len=input_len, output_len=output_len,
+        mtp_acceptance=mtp_acceptance, devices=devices, top=top, eplb=eplb.value, prefix_hit=prefix_hit, sets=sets_d,
+    )
+    if tag is not None and (not tag or "/" in tag or tag.startswith(".")):
+        from cmperf.errors import SpecError
+
+        raise SpecError(f"expected a plain folder name, got {tag!r}", where="--tag")
+    result = run(req)
+    path = None if no_write else write_run_dir(out, "plan", report_files(result), tag, overwrite)
+    print_plan(result, fmt.value, str(path) if path else None)
+
+
 def _apply_to(spec, sets):
     from cmperf.errors import SpecError
     from cmperf.specs.loader import unknown_key_message

@@ -32,12 +32,13 @@ def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, whi
 def bulk_comm_time_s(hw: Spec, bytes_per_die, ranks):
     """A DMA-driven all-to-all or all-gather moving `bytes_per_die` out of each die.
 
-        T = latency + B / (W_write x e_collective)
+        T = t_start + latency + B / (W_write x e_collective)
     W_write is the paper's measured UB write bandwidth (Table 1); e_collective is data.
     """
     bw = hw["scaleup.write_bandwidth_intra_bytes_per_s"]
     t = transfer_time_s(hw, bytes_per_die, ranks, bw, hw["efficiency.collective_frac"])
-    return np.where(np.asarray(ranks) > 1, group_latency_s(hw, ranks) + t, 0.0)
+    start = hw["scaleup.collective_startup_s"] + group_latency_s(hw, ranks)
+    return np.where(np.asarray(ranks) > 1, start + t, 0.0)
 
 
 def kv_transfer_time_s(hw: Spec, kv_bytes_per_die):

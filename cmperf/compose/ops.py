@@ -96,7 +96,7 @@ def pipelined_layer_time_s(ops, streams, microbatches, hbm_bw):
     n = np.asarray(microbatches, dtype=float)
     r_hbm = sum((op.hbm_bytes for op in ops), start=np.float64(0.0)) / hbm_bw
     r_mat = sum((op.full_die_time_s for op in ops if op.engine == "matrix"), start=np.float64(0.0))
-    overlapped = np.maximum.reduce([n * np.maximum(a, b), n * np.broadcast_to(r_hbm, np.shape(a)), n * np.broadcast_to(r_mat, np.shape(a))])
+    overlapped = n * np.maximum(np.maximum(a, b), np.maximum(r_hbm, r_mat))
     return np.where(n <= 1, a + b, overlapped)
 
 

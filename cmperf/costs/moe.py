@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln
 
 
 def placement(n_routed, n_shared, ep, redundant):
@@ -46,17 +45,19 @@ def expected_destinations(n_routed, n_group, topk_group, top_k, ep):
     cand = topk_group * group
     c = np.maximum(n_routed / ep, 1.0)
     c_in = np.minimum(c, group)
-    log_p_untouched = (
-        gammaln(cand - c_in + 1) - gammaln(cand - c_in - top_k + 1) - gammaln(cand + 1) + gammaln(cand - top_k + 1)
-    )
-    within = (cand / c_in) * (1.0 - np.exp(log_p_untouched))
+    within = (cand / c_in) * (1.0 - _ratio_of_falling_factorials(cand - c_in, cand, top_k))
     groups_per_rank = np.maximum(c / group, 1.0)
-    log_q = (
-        gammaln(n_group - groups_per_rank + 1) - gammaln(n_group - groups_per_rank - topk_group + 1)
-        - gammaln(n_group + 1) + gammaln(n_group - topk_group + 1)
-    )
-    across = ep * (1.0 - np.exp(np.where(n_group - groups_per_rank >= topk_group, log_q, -np.inf)))
+    q = np.where(n_group - groups_per_rank >= topk_group, _ratio_of_falling_factorials(n_group - groups_per_rank, n_group, topk_group), 0.0)
+    across = ep * (1.0 - q)
     return np.where(c <= group, within, np.minimum(across, top_k))
+
+
+def _ratio_of_falling_factorials(a, b, k):
+    """C(a, k) / C(b, k) = prod_{i<k} (a - i) / (b - i), for real a <= b and whole k."""
+    out = np.ones(np.broadcast(np.asarray(a, float), np.asarray(b, float)).shape)
+    for i in range(int(k)):
+        out = out * np.maximum(a - i, 0.0) / (b - i)
+    return out
 
 
 def hottest_rank_load(mean_load, experts_on_rank, n_ranks, skew_cv):

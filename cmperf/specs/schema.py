@@ -68,6 +68,7 @@ HARDWARE_FIELDS: dict[str, Field] = {
     "scaleup.read_bandwidth_inter_bytes_per_s": _f("B/s", "measured one-way read bandwidth per die, other node"),
     "scaleup.latency_intra_s": _f("s", "measured small-message latency, same node"),
     "scaleup.latency_inter_s": _f("s", "measured small-message latency, other node"),
+    "scaleup.collective_startup_s": _f("s", "fixed cost of one bulk collective call (launch, handshake)", check="nonneg"),
     # Scale-out plane (RDMA).
     "scaleout.bandwidth_bytes_per_s_per_die": _f("B/s", "RDMA one-way bandwidth per die"),
     "scaleout.latency_s": _f("s", "RDMA small-message latency"),

@@ -1,0 +1,168 @@
+"""Present a plan: terminal tables, JSON/CSV records, and the markdown report with its files."""
+
+from __future__ import annotations
+
+from cmperf import __version__
+from cmperf.report.explain import assumptions
+from cmperf.report.render import fmt_number, make_console, print_table, to_csv, to_json, to_markdown
+from cmperf.report.svg import line_chart
+
+RECORD_KEYS = ("phase", "slo_tpot_ms", "slo_ttft_ms", "rank", "tpot_ms", "ttft_ms", "tokens_per_s_per_device", "devices", "ep", "dp",
+               "attn_tp", "redundant", "batch", "tokens_per_device", "microbatches", "mtp", "binding", "hbm_used_gb_per_die", "vs_paper", "estimate")
+
+
+def records(result) -> list[dict]:
+    return [{k: r.get(k) for k in RECORD_KEYS} for r in result.records]
+
+
+def _deploy_rows(recs: list[dict]) -> list[dict]:
+    rows = []
+    for r in recs:
+        row = {"rank": r["rank"], "devices": r["devices"], "EP": r["ep"], "DP": r["dp"], "attn TP": r["attn_tp"], "redundant": r["redundant"]}
+        if r["phase"] == "decode":
+            row.update({"batch/dev": r["batch"], "ubatches": r["microbatches"], "MTP": r["mtp"], "TPOT ms": round(r["tpot_ms"], 2)})
+        else:
+            row.update({"tokens/dev": r["tokens_per_device"], "ubatches": r["microbatches"], "TTFT ms": round(r["ttft_ms"], 1)})
+        row["tokens/s/dev"] = round(r["tokens_per_s_per_device"], 1)
+        row["HBM GB/die"] = round(r["hbm_used_gb_per_die"], 1)
+        row["binding"] = r["binding"]
+        rows.append(row)
+    return rows
+
+
+def _sizing_rows(result) -> list[dict]:
+    rows = []
+    for s in result.sizing:
+        rows.append({
+            "TPOT SLO ms": s["slo_tpot_ms"], "requests/s": round(s["requests_per_s"], 1),
+            "prefill": f"{s['prefill_instances']} x {s['prefill_devices_per_instance']} dev",
+            "decode": f"{s['decode_instances']} x {s['decode_devices_per_instance']} dev",
+            "idle devices": s["idle_devices"], "output tok/s/dev": round(s["output_tokens_per_s_per_device"], 1),
+            "input tok/s/dev": round(s["input_tokens_per_s_per_device"], 1),
+            "prefill util": f"{s['prefill_utilisation']:.0%}", "decode util": f"{s['decode_utilisation']:.0%}",
+        })
+    return rows
+
+
+def _frontier_sample(front: list[dict], n: int = 12) -> list[dict]:
+    if len(front) <= n:
+        pick = front
+    else:
+        step = (len(front) - 1) / (n - 1)
+        pick = [front[round(i * step)] for i in range(n)]
+    return [{"TPOT ms": round(p["tpot_ms"], 2), "tokens/s/dev": round(p["tokens_per_s_per_device"], 1), "devices": p["devices"], "EP": p["ep"],
+             "attn TP": p["attn_tp"], "batch": p["batch"], "ubatches": p["microbatches"], "MTP": p["mtp"]} for p in pick]
+
+
+def _question(result) -> list[str]:
+    q = result.request
+    slos = ", ".join(f"{t:g} ms" for t in q.tpot_ms)
+    lines = [
+        f"cmperf {__version__} plan: {result.model.name} on {result.hw.name}, budget {result.budget} devices",
+        f"workload: {q.input_len}-token prompts, {q.output_len} output tokens, MTP acceptance {q.mtp_acceptance:g}, prefix hit {q.prefix_hit:g}, EPLB {q.eplb}",
+        f"SLOs: TPOT {slos}" + (f"; TTFT {q.ttft_ms:g} ms" if q.ttft_ms is not None else "; TTFT unconstrained"),
+        f"searched {result.decode_grid_size:,} decode and {result.prefill_grid_size:,} prefill candidates",
+    ]
+    if q.sets:
+        lines.append("overrides: " + ", ".join(f"{k}={v}" for k, v in q.sets.items()))
+    return lines
+
+
+def _paper_line(result, slo) -> str | None:
+    for p in result.paper:
+        if p["phase"] == "decode" and p["slo_tpot_ms"] == slo:
+            return (f"the paper's deployment (160 devices, EP320, MTP 1) at this SLO: {p['microbatches']} microbatch(es), batch {p['batch']}, "
+                    f"TPOT {p['tpot_ms']:.2f} ms, {p['tokens_per_s_per_device']:,.0f} tokens/s per device")
+        if p["phase"] == "prefill" and slo is None:
+            return (f"the paper's deployment (16 devices, EP32, 2 microbatches): {p['tokens_per_device']} tokens/device, "
+                    f"TTFT {p['ttft_ms']:.0f} ms, {p['tokens_per_s_per_device']:,.0f} tokens/s per device")
+    return None
+
+
+def print_plan(result, fmt: str, out_dir: str | None = None) -> None:
+    if fmt == "json":
+        print(to_json(records(result)))
+        return
+    if fmt == "csv":
+        print(to_csv(records(result)), end="")
+        return
+    if fmt == "md":
+        print(markdown(result, "frontier.svg"))
+        return
+    con = make_console()
+    for line in _question(result):
+        con.print(line)
+    q = result.request
+    for slo in q.tpot_ms:
+        recs = [r for r in result.records if r["phase"] == "decode" and r["slo_tpot_ms"] == slo]
+        print_table(_deploy_rows(recs), f"Decode, TPOT <= {slo:g} ms: best deployments", console=con)
+        con.print(f"best vs the paper: {recs[0]['vs_paper']}")
+        line = _paper_line(result, slo)
+        if line:
+            con.print(line)
+    recs = [r for r in result.records if r["phase"] == "prefill"]
+    title = f"Prefill, TTFT <= {q.ttft_ms:g} ms" if q.ttft_ms is not None else "Prefill (TTFT unconstrained)"
+    print_table(_deploy_rows(recs), f"{title}: best deployments", console=con)
+    line = _paper_line(result, None)
+    if line:
+        con.print(line)
+    print_table(_sizing_rows(result), f"Prefill/decode split of {result.budget} devices for the most requests/s meeting the SLOs", console=con)
+    print_table(_frontier_sample(result.frontier), f"Decode Pareto frontier ({len(result.frontier)} points; all in frontier.csv)", console=con)
+    if out_dir:
+        con.print(f"reports written to {out_dir}/")
+
+
+def markdown(result, plot_name: str) -> str:
+    q = result.request
+    parts = ["# cmperf plan", "", "## The question", ""]
+    parts += [f"- {line}" for line in _question(result)]
+    parts += ["", "## The answer", ""]
+    for slo in q.tpot_ms:
+        recs = [r for r in result.records if r["phase"] == "decode" and r["slo_tpot_ms"] == slo]
+        best = recs[0]
+        parts += [f"### Decode at TPOT <= {slo:g} ms", "",
+                  f"Best: {best['tokens_per_s_per_device']:,.0f} tokens/s per device at TPOT {best['tpot_ms']:.2f} ms. "
+                  f"Binding: {best['binding']}.", "", f"What differs from the paper's deployment: {best['vs_paper']}.", ""]
+        line = _paper_line(result, slo)
+        if line:
+            parts += [f"For comparison, {line}.", ""]
+        parts += [to_markdown(_deploy_rows(recs)), "", f"Re-evaluate the best: `{best['estimate']}`", ""]
+    recs = [r for r in result.records if r["phase"] == "prefill"]
+    parts += ["### Prefill", "", to_markdown(_deploy_rows(recs)), "", f"Re-evaluate the best: `{recs[0]['estimate']}`", ""]
+    line = _paper_line(result, None)
+    if line:
+        parts += [f"For comparison, {line}.", ""]
+    parts += ["### Prefill/decode split", "", to_markdown(_sizing_rows(result)) if result.sizing else "(no feasible split)", ""]
+    parts += ["## Decode Pareto frontier", "", f"![tokens/s per device against TPOT]({plot_name})", "",
+              f"{len(result.frontier)} points in `frontier.csv`; a sample:", "", to_markdown(_frontier_sample(result.frontier)), ""]
+    parts += ["## Assumptions", "", "Every fitted or assumed constant this plan used (all others are paper, datasheet or config values):", "",
+              to_markdown([{**a, "value": fmt_number(a["value"])} for a in assumptions(result.hw, result.model)]), ""]
+    parts += [f"cmperf {__version__}; hardware file {result.hw.path}; model file {result.model.path}.", ""]
+    return "\n".join(parts)
+
+
+def frontier_svg(result) -> str:
+    f = result.frontier
+    series = {"Pareto frontier": ([p["tpot_ms"] for p in f], [p["tokens_per_s_per_device"] for p in f])}
+    markers = {}
+    for r in result.records:
+        if r["phase"] == "decode" and r["rank"] == 1:
+            markers[f"best @ {r['slo_tpot_ms']:g} ms"] = (r["tpot_ms"], r["tokens_per_s_per_device"])
+    for p in result.paper:
+        if p["phase"] == "decode":
+            markers[f"paper deployment @ {p['slo_tpot_ms']:g} ms"] = (p["tpot_ms"], p["tokens_per_s_per_device"])
+    vlines = {f"SLO {t:g} ms": t for t in result.request.tpot_ms}
+    return line_chart(series, "TPOT (ms)", "decode tokens/s per device", f"{result.model.name} on {result.hw.name}: decode frontier",
+                      markers=markers, vlines=vlines)
+
+
+def report_files(result) -> dict[str, str]:
+    sizing = [{k: v for k, v in s.items() if k not in ("prefill", "decode")} | {f"prefill_{k}": v for k, v in s["prefill"].items()}
+              | {f"decode_{k}": v for k, v in s["decode"].items()} for s in result.sizing]
+    return {
+        "plan.md": markdown(result, "frontier.svg"),
+        "deployments.csv": to_csv(records(result)),
+        "frontier.csv": to_csv(result.frontier),
+        "frontier.svg": frontier_svg(result),
+        "sizing.csv": to_csv(sizing),
+    }

@@ -1,0 +1,215 @@
+"""`cmperf plan`: the best deployment per SLO, the next few, what binds, the P/D split, the frontier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cmperf.errors import InfeasibleError, SpecError
+from cmperf.estimate import Options, estimate
+from cmperf.report.explain import binding as stream_binding
+from cmperf.solve.search import Grid, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
+from cmperf.solve.sizing import best_split
+from cmperf.specs.loader import Spec
+
+#: The paper's deployments (cm384 section 3), to say what a plan does differently.
+PAPER_DECODE = {"devices": 160, "ep": 320, "redundant": 32, "attn_tp": 1, "microbatches": 2, "mtp": 1}
+PAPER_PREFILL = {"devices": 16, "ep": 32, "redundant": 32, "attn_tp": 1, "microbatches": 2, "tokens_per_device": 16384}
+
+
+@dataclass
+class PlanRequest:
+    hardware: str = "cloudmatrix384"
+    model: str = "deepseek-r1"
+    tpot_ms: tuple = (15.0, 50.0)
+    ttft_ms: float | None = None
+    input_len: int = 4096
+    output_len: int = 256
+    mtp_acceptance: float = 0.7
+    devices: int | None = None  # budget; default one system (e.g. 384 NPUs)
+    top: int = 3
+    eplb: str = "default"
+    prefix_hit: float = 0.0
+    sets: dict = field(default_factory=dict)
+
+
+@dataclass
+class PlanResult:
+    request: PlanRequest
+    hw: Spec
+    model: Spec
+    budget: int
+    records: list  # one per phase, SLO and rank
+    sizing: list  # one per TPOT SLO
+    frontier: list  # Pareto points
+    decode_grid_size: int
+    prefill_grid_size: int
+    paper: list  # the paper's deployment at each SLO, for comparison
+
+
+def _record(grid: Grid, flat: int, phase: str, slo_tpot, slo_ttft, rank: int, dies_pkg: int, slo_s) -> dict:
+    p = params_at(grid, flat)
+    r = {"phase": phase, "slo_tpot_ms": slo_tpot, "slo_ttft_ms": slo_ttft, "rank": rank}
+    if phase == "decode":
+        r["tpot_ms"] = float(grid.latency_s.reshape(-1)[flat]) * 1e3
+        r["ttft_ms"] = None
+    else:
+        r["tpot_ms"] = None
+        r["ttft_ms"] = float(grid.latency_s.reshape(-1)[flat]) * 1e3
+    r["tokens_per_s_per_device"] = float(grid.metric.reshape(-1)[flat])
+    r.update({"devices": p["devices"], "ep": p["ep"], "dp": p["devices"] * dies_pkg // p["attn_tp"], "attn_tp": p["attn_tp"],
+              "redundant": p["redundant"], "batch": p.get("batch"), "tokens_per_device": p.get("tokens_per_device"),
+              "microbatches": p["microbatches"], "mtp": p.get("mtp", 0)})
+    r["limit"] = limit_reason(grid, flat, slo_s)
+    return r
+
+
+def _estimate_options(rec: dict, req: PlanRequest) -> Options:
+    return Options(devices=rec["devices"], ep=rec["ep"], batch=rec["batch"], input_len=req.input_len, output_len=req.output_len,
+                   tokens_per_device=rec["tokens_per_device"], microbatches=rec["microbatches"], mtp=rec["mtp"],
+                   mtp_acceptance=req.mtp_acceptance, eplb=req.eplb, redundant=rec["redundant"], attn_tp=rec["attn_tp"],
+                   prefix_hit=req.prefix_hit, sets=req.sets)
+
+
+def estimate_command(rec: dict, req: PlanRequest) -> str:
+    parts = [f"cmperf estimate {rec['phase']}", f"--hardware {req.hardware}", f"--model {req.model}", f"--devices {rec['devices']}",
+             f"--ep {rec['ep']}", f"--redundant {rec['redundant']}", f"--attn-tp {rec['attn_tp']}", f"--microbatches {rec['microbatches']}",
+             f"--input-len {req.input_len}", f"--output-len {req.output_len}", f"--mtp {rec['mtp']}"]
+    if rec["phase"] == "decode":
+        parts += [f"--batch {rec['batch']}", f"--mtp-acceptance {req.mtp_acceptance:g}"]
+    else:
+        parts += [f"--tokens-per-device {rec['tokens_per_device']}", f"--prefix-hit {req.prefix_hit:g}"]
+    if req.eplb != "default":
+        parts.append(f"--eplb {req.eplb}")
+    parts += [f"--set {k}={v}" for k, v in req.sets.items()]
+    return " ".join(parts)
+
+
+def _explain(rec: dict, req: PlanRequest) -> None:
+    """Re-evaluate with `estimate` (the same code path a user runs) and attach what binds."""
+    res = estimate(rec["phase"], req.hardware, req.model, _estimate_options(rec, req))
+    key = "tpot_s" if rec["phase"] == "decode" else "ttft_s"
+    got = float(np.asarray(res[key]).reshape(-1)[0]) * 1e3
+    want = rec["tpot_ms"] if rec["phase"] == "decode" else rec["ttft_ms"]
+    if not np.isclose(got, want, rtol=1e-9):
+        raise AssertionError(f"plan and estimate disagree: {got} vs {want} ms for {rec}")
+    rec["step_bound"] = stream_binding(res)
+    rec["binding"] = f"{rec['limit']}; step bound by {rec['step_bound']}"
+    rec["hbm_used_gb_per_die"] = float(np.asarray(res["hbm_used_bytes_per_die"]).reshape(-1)[0]) / 1e9
+    rec["estimate"] = estimate_command(rec, req)
+
+
+def _differs(rec: dict, paper: dict) -> str:
+    diffs = [f"{k} {paper[k]} -> {rec[k]}" for k in paper if rec.get(k) is not None and rec[k] != paper[k]]
+    return ", ".join(diffs) if diffs else "same structure as the paper"
+
+
+def _paper_point(grid: Grid, slo_s, ref: dict):
+    """The paper's structure meeting the SLO: decode at the largest batch that does (two
+    microbatches, else one: the paper does not give the count at its 15 ms point); prefill at the
+    paper's batch. None if the structure is not in the grid or cannot meet the SLO."""
+    st = grid.axes["structure"]
+    s = np.flatnonzero((st.devices == ref["devices"]) & (st.ep == ref["ep"]) & (st.redundant == ref["redundant"]))
+    if not len(s):
+        return None
+    tp = int(np.flatnonzero(grid.axes["attn_tp"] == ref["attn_tp"])[0])
+    feasible = grid.ok if slo_s is None else grid.ok & (grid.latency_s <= slo_s)
+    if grid.phase == "prefill":
+        j = np.flatnonzero(grid.axes["tokens_per_device"] == ref["tokens_per_device"])
+        mb = int(np.flatnonzero(grid.axes["microbatches"] == ref["microbatches"])[0])
+        if not len(j) or not feasible[s[0], tp, mb, j[0]]:
+            return None
+        i = (s[0], tp, mb, int(j[0]))
+        return float(grid.metric[i]), int(np.ravel_multi_index(i, grid.shape))
+    k = np.flatnonzero(grid.axes["mtp"] == ref["mtp"])
+    if not len(k):
+        return None
+    best, flat = best_per_deployment(grid, slo_s)
+    for n in (ref["microbatches"], 1):
+        mb = np.flatnonzero(grid.axes["microbatches"] == n)
+        if len(mb) and np.isfinite(best[s[0], tp, mb[0], k[0]]):
+            i = (s[0], tp, int(mb[0]), int(k[0]))
+            return float(best[i]), int(flat[i])
+    return None
+
+
+def plan(req: PlanRequest) -> PlanResult:
+    from cmperf.estimate import load_specs
+
+    for t in req.tpot_ms:
+        if not t > 0:
+            raise SpecError(f"expected a positive TPOT in ms, got {t}", where="--tpot")
+    hw, model, workload = load_specs(req.hardware, req.model, req.sets)
+    dies_pkg = hw["package.dies"]
+    system = hw["system.nodes"] * hw["node.packages"]
+    budget = req.devices or system
+    if budget < hw["node.packages"]:
+        raise SpecError(f"expected at least one node ({hw['node.packages']} devices), got {budget}", where="--devices")
+    perfect = req.eplb == "perfect"
+    dg = decode_grid(hw, model, budget, req.input_len, req.output_len, req.mtp_acceptance, perfect)
+    pg = prefill_grid(hw, model, budget, req.input_len, perfect, req.prefix_hit)
+
+    for t in req.tpot_ms:
+        if not ranked(dg, t * 1e-3, 1):
+            raise InfeasibleError(f"no deployment meets TPOT <= {t:g} ms; the best achievable TPOT is {best_latency_s(dg) * 1e3:.2f} ms", where="--tpot")
+    ttft_s = req.ttft_ms * 1e-3 if req.ttft_ms is not None else None
+    if ttft_s is not None and not ranked(pg, ttft_s, 1):
+        raise InfeasibleError(f"no prefill deployment meets TTFT <= {req.ttft_ms:g} ms; the best achievable TTFT is {best_latency_s(pg) * 1e3:.1f} ms", where="--ttft")
+
+    records, paper = [], []
+    for t in req.tpot_ms:
+        for rank, flat in enumerate(ranked(dg, t * 1e-3, req.top), start=1):
+            rec = _record(dg, flat, "decode", t, req.ttft_ms, rank, dies_pkg, t * 1e-3)
+            rec["vs_paper"] = _differs(rec, PAPER_DECODE)
+            records.append(rec)
+        pp = _paper_point(dg, t * 1e-3, PAPER_DECODE)
+        if pp:
+            paper.append(_record(dg, pp[1], "decode", t, req.ttft_ms, 0, dies_pkg, t * 1e-3))
+    for rank, flat in enumerate(ranked(pg, ttft_s, req.top), start=1):
+        rec = _record(pg, flat, "prefill", None, req.ttft_ms, rank, dies_pkg, ttft_s)
+        rec["vs_paper"] = _differs(rec, PAPER_PREFILL)
+        records.append(rec)
+    pp = _paper_point(pg, ttft_s, PAPER_PREFILL)
+    if pp:
+        paper.append(_record(pg, pp[1], "prefill", None, req.ttft_ms, 0, dies_pkg, ttft_s))
+    for rec in records + paper:
+        _explain(rec, req)
+
+    sizing = []
+    p_best, p_flat = best_per_deployment(pg, ttft_s)
+    p_opts = _best_by_devices(pg, p_best, p_flat)
+    for t in req.tpot_ms:
+        d_best, d_flat = best_per_deployment(dg, t * 1e-3)
+        d_opts = _best_by_devices(dg, d_best, d_flat)
+        split = best_split(budget, [o[0] for o in p_opts], [o[1] for o in p_opts], [o[0] for o in d_opts], [o[1] for o in d_opts],
+                           req.input_len, req.output_len)
+        if split:
+            split["slo_tpot_ms"] = t
+            split["slo_ttft_ms"] = req.ttft_ms
+            split["prefill"] = params_at(pg, p_opts[split.pop("prefill_option")][2])
+            split["decode"] = params_at(dg, d_opts[split.pop("decode_option")][2])
+            sizing.append(split)
+
+    front = []
+    for flat in pareto_front(dg):
+        p = params_at(dg, int(flat))
+        p["tpot_ms"] = float(dg.latency_s.reshape(-1)[flat]) * 1e3
+        p["tokens_per_s_per_device"] = float(dg.metric.reshape(-1)[flat])
+        front.append(p)
+    return PlanResult(req, hw, model, budget, records, sizing, front, dg.size, pg.size, paper)
+
+
+def _best_by_devices(grid: Grid, best: np.ndarray, flat: np.ndarray) -> list[tuple[int, float, int]]:
+    """(devices, tokens/s per device, flat index) of the best feasible deployment per instance size."""
+    st = grid.axes["structure"]
+    b = best.reshape(len(st), -1)
+    f = flat.reshape(len(st), -1)
+    out = {}
+    for s in range(len(st)):
+        j = int(np.argmax(b[s]))
+        if np.isfinite(b[s, j]):
+            d = int(st.devices[s])
+            if d not in out or b[s, j] > out[d][1]:
+                out[d] = (d, float(b[s, j]), int(f[s, j]))
+    return sorted(out.values())

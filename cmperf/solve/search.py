@@ -1,0 +1,159 @@
+"""Search decode and prefill deployments: evaluate the grid, mask the infeasible, rank, explain.
+
+Decode maximises tokens/s per device subject to TPOT <= SLO and the HBM budget; prefill maximises
+tokens/s per device subject to TTFT <= SLO (when given) and the HBM budget. Infeasibility is a
+boolean array with a reason, never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cmperf.compose.decode import DecodeInputs, evaluate_decode
+from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+from cmperf.solve.space import (
+    ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, axis, batch_grid, structures,
+)
+from cmperf.specs.loader import Spec
+
+DECODE_AXES = ("structure", "attn_tp", "microbatches", "mtp", "batch")
+PREFILL_AXES = ("structure", "attn_tp", "microbatches", "tokens_per_device")
+
+
+@dataclass
+class Grid:
+    phase: str
+    axes: dict  # name -> 1-D values (structure -> Structures)
+    result: dict  # evaluated arrays, broadcast to the grid's shape
+    shape: tuple
+    metric: np.ndarray  # tokens/s per device
+    latency_s: np.ndarray  # TPOT (decode) or TTFT (prefill)
+    ok: np.ndarray  # valid placement and fits in HBM
+    fits: np.ndarray
+    fixed: dict | None = None  # parameters held constant over the grid
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+def _full(x, shape, dtype=float):
+    return np.broadcast_to(np.asarray(x, dtype=dtype), shape)
+
+
+def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float,
+                eplb_perfect: bool = False, max_batch: int = 1024, mtp_choices=None) -> Grid:
+    st = structures(hw, model, budget)
+    tp = [t for t in ATTN_TP_CHOICES]
+    mtp = list(mtp_choices if mtp_choices is not None else (MTP_CHOICES if model["mtp.num_nextn_predict_layers"] > 0 else (0,)))
+    b = batch_grid(max_batch)
+    nd = len(DECODE_AXES)
+    kv_len = input_len + output_len / 2.0
+    inp = DecodeInputs(
+        devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
+        attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), mtp=axis(mtp, 3, nd),
+        batch=axis(b, 4, nd), kv_len=kv_len, mtp_acceptance=acceptance, eplb_perfect=eplb_perfect,
+        extra={"max_context": input_len + output_len},
+    )
+    res = evaluate_decode(hw, model, inp)
+    shape = (len(st), len(tp), len(MICROBATCH_CHOICES), len(mtp), len(b))
+    fits = _full(res["fits"], shape, bool)
+    ok = _full(res["valid"], shape, bool) & fits
+    return Grid("decode", {"structure": st, "attn_tp": np.array(tp, float), "microbatches": np.array(MICROBATCH_CHOICES, float),
+                           "mtp": np.array(mtp, float), "batch": b},
+                res, shape, _full(res["tokens_per_s_per_device"], shape), _full(res["tpot_s"], shape), ok, fits)
+
+
+def prefill_grid(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,
+                 cache_path: str = "ub") -> Grid:
+    st = structures(hw, model, budget)
+    tp = list(ATTN_TP_CHOICES)
+    toks = [t for t in PREFILL_TOKENS_CHOICES if t >= hw["package.dies"]]
+    nd = len(PREFILL_AXES)
+    mtp = 1 if model["mtp.num_nextn_predict_layers"] > 0 else 0
+    inp = PrefillInputs(
+        devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
+        attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), tokens_per_device=axis(toks, 3, nd),
+        input_len=input_len, mtp=mtp, prefix_hit=prefix_hit, cache_path=cache_path, eplb_perfect=eplb_perfect,
+    )
+    res = evaluate_prefill(hw, model, inp)
+    shape = (len(st), len(tp), len(MICROBATCH_CHOICES), len(toks))
+    fits = _full(res["fits"], shape, bool)
+    ok = _full(res["valid"], shape, bool) & fits
+    return Grid("prefill", {"structure": st, "attn_tp": np.array(tp, float), "microbatches": np.array(MICROBATCH_CHOICES, float),
+                            "tokens_per_device": np.array(toks, float)},
+                res, shape, _full(res["tokens_per_s_per_device"], shape), _full(res["ttft_s"], shape), ok, fits, {"mtp": mtp})
+
+
+def params_at(grid: Grid, flat_index: int) -> dict:
+    """The deployment parameters of one grid point, as `cmperf estimate` options."""
+    idx = np.unravel_index(flat_index, grid.shape)
+    st: Structures = grid.axes["structure"]
+    s = idx[0]
+    out = {"devices": int(st.devices[s]), "ep": int(st.ep[s]), "redundant": int(st.redundant[s]), **(grid.fixed or {})}
+    names = DECODE_AXES if grid.phase == "decode" else PREFILL_AXES
+    for name, i in zip(names[1:], idx[1:]):
+        out[name] = int(grid.axes[name][i])
+    return out
+
+
+def best_per_deployment(grid: Grid, slo_s: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """For each deployment (all axes but the last), the best feasible point along the last axis.
+
+    Returns (metric, flat index) arrays over the leading axes; metric is -inf where none is feasible.
+    """
+    feasible = grid.ok if slo_s is None else grid.ok & (grid.latency_s <= slo_s)
+    m = np.where(feasible, grid.metric, -np.inf)
+    j = np.argmax(m, axis=-1)
+    best = np.take_along_axis(m, j[..., None], axis=-1)[..., 0]
+    lead = np.indices(best.shape)
+    flat = np.ravel_multi_index((*lead, j), grid.shape)
+    return best, flat
+
+
+def ranked(grid: Grid, slo_s: float | None, top: int) -> list[int]:
+    """Flat indices of the `top` best distinct deployments meeting the SLO (best first)."""
+    best, flat = best_per_deployment(grid, slo_s)
+    order = np.argsort(-best, axis=None, kind="stable")
+    keep = [int(flat.reshape(-1)[i]) for i in order[:top] if np.isfinite(best.reshape(-1)[i])]
+    return keep
+
+
+def best_latency_s(grid: Grid) -> float:
+    lat = np.where(grid.ok, grid.latency_s, np.inf)
+    return float(lat.min())
+
+
+def limit_reason(grid: Grid, flat_index: int, slo_s: float | None) -> str:
+    """What stops the deployment from taking a larger last-axis value (a bigger batch)."""
+    idx = list(np.unravel_index(flat_index, grid.shape))
+    last = grid.shape[-1] - 1
+    if idx[-1] == last:
+        return "largest batch searched"
+    idx[-1] += 1
+    nxt = tuple(idx)
+    if not grid.fits[nxt]:
+        return "HBM capacity"
+    if slo_s is not None and grid.latency_s[nxt] > slo_s:
+        return "TPOT SLO" if grid.phase == "decode" else "TTFT SLO"
+    return "throughput peaks here"
+
+
+def pareto_front(grid: Grid) -> np.ndarray:
+    """Flat indices of the feasible decode points no other point beats on both TPOT and tokens/s."""
+    # Only a deployment's best point per latency matters: keep, per deployment, the points along
+    # the batch axis whose throughput beats every smaller batch (monotone staircase), then merge.
+    ok = grid.ok
+    m = np.where(ok, grid.metric, -np.inf)
+    stair = m > np.concatenate([np.full(m.shape[:-1] + (1,), -np.inf), np.maximum.accumulate(m, axis=-1)[..., :-1]], axis=-1)
+    sel = (ok & stair).reshape(-1)
+    lat = grid.latency_s.reshape(-1)[sel]
+    thr = grid.metric.reshape(-1)[sel]
+    idx = np.flatnonzero(sel)
+    order = np.lexsort((-thr, lat))
+    lat, thr, idx = lat[order], thr[order], idx[order]
+    running = np.maximum.accumulate(thr)
+    keep = np.concatenate([[True], thr[1:] > running[:-1]]) if len(thr) else np.array([], bool)
+    return idx[keep]
