@@ -260,3 +260,8 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(1)
+
+
+# Commands defined in their own modules register themselves on `app` when imported.
+from cmperf import cli_whatif as _cli_whatif  # noqa: E402,F401
+from cmperf import cli_validate as _cli_validate  # noqa: E402,F401

@@ -191,37 +191,51 @@ def test_peer_fractions_across_nodes_and_domains(hw):
 
 
 def test_fused_dispatch_within_a_node(hw):
-    # EP8 stays in one node: T = t_start + tokens x D x m / W_fit.
+    # EP8 stays in one node: T = t_start + tokens x D x m / W_fit (no extra latency, no derating).
+    # cm384 file: t_start 87.6 us, W_fit 127 GB/s (Table 7 fit).
     D = 3.5
-    want = 8.76e-5 + 128 * D * 7680 / 1.27e11
+    want = hw["moe_comm.dispatch_startup_s"] + 128 * D * 7680 / hw["moe_comm.dispatch_bandwidth_bytes_per_s"]
     assert float(fused_moe_comm_time_s(hw, 128, D, 7680, 8, "dispatch")) == approx(want)
 
 
 def test_fused_combine_across_nodes_with_vector_share(hw):
-    # EP320: extra latency 2.1 - 1.3 us; other-node peers at the 135/137 inter/intra ratio;
-    # the stream has 16 of 48 vector cores.
+    # EP320: + (inter - intra) latency; other-node peers at the inter/intra write ratio
+    # (135/137 GB/s, Table 1); the decode MoE stream has 16 of 48 vector cores.
     D, share, tokens = 9.0, 16 / 48, 96
     payload = tokens * D * 14336
-    ratio = 1.35e11 / 1.37e11
-    t_up = payload * (15 / 319 + (304 / 319) / ratio) / (1.96e11 * share)
-    want = 8.08e-5 + (2.1e-6 - 1.3e-6) + t_up
+    ratio = hw["scaleup.write_bandwidth_inter_bytes_per_s"] / hw["scaleup.write_bandwidth_intra_bytes_per_s"]
+    t_up = payload * (15 / 319 + (304 / 319) / ratio) / (hw["moe_comm.combine_bandwidth_bytes_per_s"] * share)
+    want = hw["moe_comm.combine_startup_s"] + (hw["scaleup.latency_inter_s"] - hw["scaleup.latency_intra_s"]) + t_up
     assert float(fused_moe_comm_time_s(hw, tokens, D, 14336, 320, "combine", share)) == approx(want)
+
+
+def _collective_start(hw):
+    # A fixed per-call start-up of bulk collectives, if the hardware file has one.
+    return hw.get("scaleup.collective_startup_s", 0.0)
 
 
 def test_bulk_comm_time(hw):
     B = 64e6
     assert float(bulk_comm_time_s(hw, B, 1)) == 0.0  # no peers, no traffic
     # 16 dies: one node, intra-node latency and write bandwidth x collective efficiency.
-    assert float(bulk_comm_time_s(hw, B, 16)) == approx(1.3e-6 + B / (1.37e11 * 0.9))
+    w = hw["scaleup.write_bandwidth_intra_bytes_per_s"] * hw["efficiency.collective_frac"]
+    want16 = _collective_start(hw) + hw["scaleup.latency_intra_s"] + B / w
+    assert float(bulk_comm_time_s(hw, B, 16)) == approx(want16)
     # 1536 dies: half the peers on scale-out RDMA (25 GB/s x 0.86), which binds.
-    t_out = B * (768 / 1535) / (2.5e10 * 0.86)
-    assert float(bulk_comm_time_s(hw, B, 1536)) == approx(5e-6 + t_out)
+    rdma = hw["scaleout.bandwidth_bytes_per_s_per_die"] * hw["efficiency.scaleout_frac"]
+    t_out = B * (768 / 1535) / rdma
+    t_up = B * (15 / 1535 + (752 / 1535) * hw["scaleup.write_bandwidth_intra_bytes_per_s"] / hw["scaleup.write_bandwidth_inter_bytes_per_s"]) / w
+    assert t_out > t_up
+    assert float(bulk_comm_time_s(hw, B, 1536)) == approx(_collective_start(hw) + hw["scaleout.latency_s"] + t_out)
 
 
 def test_kv_transfer_time(hw):
+    # T = RDMA latency + B / (25 GB/s x 0.86).
     B = 1e9
-    assert float(kv_transfer_time_s(hw, B)) == approx(5e-6 + B / (2.5e10 * 0.86))
-    assert float(kv_transfer_time_s(hw, 0.0)) == approx(5e-6)
+    rdma = hw["scaleout.bandwidth_bytes_per_s_per_die"] * hw["efficiency.scaleout_frac"]
+    assert rdma == approx(2.5e10 * 0.86)
+    assert float(kv_transfer_time_s(hw, B)) == approx(hw["scaleout.latency_s"] + B / rdma)
+    assert float(kv_transfer_time_s(hw, 0.0)) == approx(hw["scaleout.latency_s"])
 
 
 # ---- decode helpers and memory ---------------------------------------------------------------------

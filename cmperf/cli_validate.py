@@ -1,0 +1,3 @@
+"""Commands that check the model against measurements: validate, calibrate."""
+
+from cmperf.cli import app  # noqa: F401
