@@ -142,7 +142,7 @@ def estimate(
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
     devices: Annotated[Optional[int], typer.Option(help="NPUs/GPUs in the instance [decode 160, prefill 16].", **_range(1, 1_000_000))] = None,
-    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree in ranks (a rank is a die) [decode 320, prefill 32].", **_range(1, 1_000_000))] = None,
+    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree in ranks, a rank is a die [all dies of the instance: decode 320, prefill 32 on the 910C].", **_range(1, 1_000_000))] = None,
     batch: Annotated[Optional[int], typer.Option(help="Decode: concurrent requests per device [96].", **_range(1, 1_000_000))] = None,
     input_len: Annotated[Optional[int], typer.Option(help="Prompt tokens per request [4096].", **_range(1, 10_000_000))] = None,
     output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [256].", **_range(1, 10_000_000))] = None,

@@ -19,8 +19,8 @@ from cmperf.overrides import apply_overrides
 from cmperf.specs.loader import Spec, load_hardware, load_model
 
 DEFAULTS = {
-    "decode": {"devices": 160, "ep": 320, "batch": 96, "microbatches": 2, "redundant": 32},
-    "prefill": {"devices": 16, "ep": 32, "tokens_per_device": 16384, "microbatches": 2, "redundant": 32},
+    "decode": {"devices": 160, "batch": 96, "microbatches": 2, "redundant": 32},
+    "prefill": {"devices": 16, "tokens_per_device": 16384, "microbatches": 2, "redundant": 32},
 }
 WORKLOAD_DEFAULTS = {"input_len": 4096, "output_len": 256, "mtp": 1, "mtp_acceptance": 0.7, "prefix_hit": 0.0}
 
@@ -58,11 +58,12 @@ def _pick(opt, workload: dict, key: str, default):
 
 
 def default_redundant(model: Spec, hw: Spec, ep: int, requested: int | None) -> int:
-    """Redundant experts: as asked, else the paper's 32 where the placement allows, else none."""
+    """Redundant experts: as asked, else the paper's 32 where the placement allows, else the
+    fewest that make a valid placement (e.g. 64 on EP160), else none (the error then says why)."""
     if requested is not None:
         return requested
     E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
-    for r in (32, 0):
+    for r in (32, 0, *range(16, E + 1, 16)):
         if bool(placement(E, S, ep, r)["valid"]):
             return r
     return 0
@@ -94,8 +95,8 @@ def estimate(phase: str, hardware: str = "cloudmatrix384", model: str = "deepsee
     hw, m, workload = load_specs(hardware, model, opts.sets)
     d = DEFAULTS[phase]
     devices = opts.devices or d["devices"]
-    # A smaller instance than the default keeps one EP rank per die unless told otherwise.
-    ep = opts.ep or (d["ep"] if opts.devices is None else devices * hw["package.dies"])
+    # One EP rank per die of the instance unless told otherwise (the paper: EP320 on 160 NPUs).
+    ep = opts.ep or devices * hw["package.dies"]
     input_len = int(_pick(opts.input_len, workload, "input_len", WORKLOAD_DEFAULTS["input_len"]))
     output_len = int(_pick(opts.output_len, workload, "output_len", WORKLOAD_DEFAULTS["output_len"]))
     mtp = int(_pick(opts.mtp, workload, "mtp", WORKLOAD_DEFAULTS["mtp"]))
