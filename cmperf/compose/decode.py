@@ -234,7 +234,7 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
 
     # Memory.
     pl = aux["placement"]
-    mtp_layers = n_mtp_modules if np.any(k > 0) else 0
+    mtp_layers = n_mtp_modules * (k > 0)
     weights = weight_bytes_per_die(model, pl["experts_per_rank"], tp, mtp_layers)
     dmsg, cmsg = message_bytes(model)
     max_ctx = np.asarray(inp.extra.get("max_context", kv_len), float)

@@ -189,7 +189,7 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
 
     prompts = T / S  # prompts per die per batch
     V = model["arch.vocab_size"]
-    mtp_layers = int(model["mtp.num_nextn_predict_layers"]) if np.any(k > 0) else 0
+    mtp_layers = model["mtp.num_nextn_predict_layers"] * (k > 0)
     serial = [
         full.matmul("LM head (last token of each prompt)", "serial", "step", prompts, d, V, model["precision.lm_head"], model["precision.lm_head"], out_dtype="fp32"),
         full.vector("sampling", "serial", "step", prompts * V, 5.0, 4.0),

@@ -51,6 +51,9 @@ HARDWARE_FIELDS: dict[str, Field] = {
     "die.hbm_capacity_bytes": _f("B", "HBM capacity per die"),
     "die.hbm_bandwidth_bytes_per_s": _f("B/s", "HBM bandwidth per die"),
     "die.matrix_tile_rows": _i("rows", "rows the matrix engine processes at once; M pads to it"),
+    "die.matrix_block_rows": _i("rows", "output rows one core computes per GEMM block (for wave quantisation)", optional=True),
+    "die.matrix_block_cols": _i("cols", "output columns one core computes per GEMM block (for wave quantisation)", optional=True),
+    "die.core_bandwidth_bytes_per_s": _f("B/s", "HBM bandwidth one core can pull on its own", optional=True),
     # One package (NPU or GPU).
     "package.dies": _i("dies", "dies per package; each die is one rank"),
     "package.die_to_die_bandwidth_bytes_per_s": _f("B/s", "on-package die-to-die link, one way", optional=True),

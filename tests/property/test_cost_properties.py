@@ -177,12 +177,6 @@ def test_decode_vectorised_over_kv_len_equals_scalar(kvs, b, n):
         assert tv[i] == pytest.approx(f(decode(batch=b, kv_len=kv, microbatches=n)["tpot_s"]), rel=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: evaluate_decode sizes MTP weights/KV with np.any(mtp > 0) over the whole array "
-    "(cmperf/compose/decode.py, mtp_layers), so an mtp=0 deployment evaluated next to an mtp>0 one "
-    "is charged the MTP layer's memory",
-)
 def test_decode_memory_vectorised_over_mtp_equals_scalar():
     ks = [0, 1, 2]
     res = decode(mtp=np.array(ks, float))
@@ -242,12 +236,6 @@ def test_decode_throughput_times_tpot_is_batch_and_all_finite(b, kv, n, k, a):
         assert np.all(np.isfinite(np.asarray(op.time_s, float))) and np.all(np.asarray(op.time_s) >= 0), op.name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: evaluate_prefill sizes the MTP layer's KV with np.any(mtp > 0) over the whole array "
-    "(cmperf/compose/prefill.py, mtp_layers), so an mtp=0 deployment evaluated next to an mtp=1 one "
-    "gets the MTP layer's KV transfer time and memory",
-)
 def test_prefill_vectorised_over_mtp_equals_scalar():
     from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
 
