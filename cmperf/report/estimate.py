@@ -66,4 +66,7 @@ def print_estimate(res: dict, fmt: str) -> None:
     rows = [{c: r[c] for c in cols} for r in rec["breakdown"]]
     print_table(rows, "Per-operator breakdown (rows add up to the step)", ("operator", "scope", "stream", "calls", "us/call", "ms/step", "% step", "GFLOP/call", "MB HBM/call", "bound"), console=con)
     print_table(rec["memory"], "HBM budget per die", ("item", "GB/die"), console=con)
-    con.print(f"{len(rec['assumptions'])} fitted or assumed constants in use (list: --format json, key 'assumptions').", highlight=False)
+    fitted = [a for a in rec["assumptions"] if a["kind"] == "fitted"]
+    con.print(f"Fitted constants in use ({len(fitted)}; {len(rec['assumptions']) - len(fitted)} more are assumed: --format json, key 'assumptions'):")
+    for a in fitted:
+        con.print(f"  {a['file']}: {a['key']} = {fmt_number(a['value'])}  ({a['note']})")

@@ -8,7 +8,7 @@ import numpy as np
 
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.estimate import Options, estimate
-from cmperf.report.explain import binding as stream_binding
+from cmperf.compose.binding import binding as stream_binding
 from cmperf.solve.search import Grid, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
 from cmperf.solve.sizing import best_split
 from cmperf.specs.loader import Spec

@@ -19,7 +19,7 @@ REDUNDANT_CHOICES = (0, 32, 64, 128)
 ATTN_TP_CHOICES = (1, 2, 4, 8)
 MICROBATCH_CHOICES = (1, 2, 3)
 MTP_CHOICES = (0, 1, 2)
-PREFILL_TOKENS_CHOICES = tuple(2**i for i in range(10, 17))
+PREFILL_TOKENS_CHOICES = tuple(2**i for i in range(10, 18))
 
 
 def batch_grid(max_batch: int = 1024) -> np.ndarray:

@@ -2,7 +2,7 @@
 the prefill/decode split, the Pareto frontier, what limits a deployment, and atomic report writing.
 
 The brute-force loops call the cost model once per grid point with scalar inputs, so the grids
-here are kept small (a 16-device budget and batches up to 20) to keep the loops to a few seconds.
+here are kept small (a 16-device budget and batches up to 40: 11,520 decode points, about 15 s).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import pytest
 
 from cmperf.compose.decode import DecodeInputs, evaluate_decode
 from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
-from cmperf.errors import SpecError
+from cmperf.errors import InfeasibleError, SpecError
 from cmperf.report.files import write_run_dir
 from cmperf.solve.search import (
     DECODE_AXES, PREFILL_AXES, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked,
 )
+from cmperf.solve.plan import PlanRequest, plan
 from cmperf.solve.sizing import best_split
 from cmperf.solve.space import MICROBATCH_CHOICES, PREFILL_TOKENS_CHOICES, batch_grid, structures
 from cmperf.specs.loader import load_hardware, load_model
@@ -31,7 +32,7 @@ HW = load_hardware("cloudmatrix384")
 MODEL = load_model("deepseek-r1")
 INPUT_LEN, OUTPUT_LEN, ACCEPTANCE = 4096, 256, 0.7
 BUDGET = 16  # two instance sizes (8 and 16 devices), eight structures
-MAX_BATCH = 20
+MAX_BATCH = 40
 REL = 1e-9
 
 
@@ -359,6 +360,38 @@ def test_limit_reason_last_batch_and_ttft(small_decode, small_prefill):
     slo = 2.0
     best = ranked(p, slo, 1)[0]
     assert limit_reason(p, best, slo) == "TTFT SLO"
+
+
+# ---- plan: refusing an impossible SLO ----------------------------------------------------------------
+
+
+BUG_INFEASIBLE = ("cmperf/solve/plan.py:155 and :158 pass where= to InfeasibleError, whose constructor (Exception's, via "
+                  "CmperfError in cmperf/errors.py) takes no keyword arguments: a TypeError is raised instead")
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason=BUG_INFEASIBLE)
+def test_plan_impossible_tpot_raises_infeasible():
+    with pytest.raises(InfeasibleError, match="best achievable TPOT") as err:
+        plan(PlanRequest(tpot_ms=(50.0, 1.0), devices=16))
+    assert err.value.exit_code == 3
+    assert err.value.where == "--tpot"
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason=BUG_INFEASIBLE)
+def test_plan_impossible_ttft_raises_infeasible():
+    with pytest.raises(InfeasibleError, match="best achievable TTFT") as err:
+        plan(PlanRequest(tpot_ms=(50.0,), ttft_ms=1.0, devices=16))
+    assert err.value.exit_code == 3
+    assert err.value.where == "--ttft"
+
+
+def test_plan_rejects_bad_requests():
+    with pytest.raises(SpecError) as err:
+        plan(PlanRequest(tpot_ms=(0.0,)))
+    assert err.value.where == "--tpot"
+    with pytest.raises(SpecError) as err:
+        plan(PlanRequest(devices=4))
+    assert err.value.where == "--devices"
 
 
 # ---- write_run_dir ------------------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""`cmperf compare`: re-plan a baseline and a variant and line the answers up with deltas."""
+
+from __future__ import annotations
+
+import math
+
+from cmperf.errors import InfeasibleError
+from cmperf.whatif.core import Scenario, best, explain
+
+
+def _delta_pct(a, b):
+    if a is None or b is None or not a:
+        return None
+    return 100.0 * (b / a - 1.0)
+
+
+def _side(rec: dict | None, prefix: str) -> dict:
+    if rec is None:
+        return {f"{prefix}_tokens_per_s_per_device": None, f"{prefix}_latency_ms": None, f"{prefix}_deployment": None,
+                f"{prefix}_binding": "SLO not met"}
+    return {f"{prefix}_tokens_per_s_per_device": rec["tokens_per_s_per_device"], f"{prefix}_latency_ms": rec["latency_ms"],
+            f"{prefix}_deployment": rec["deployment"], f"{prefix}_binding": rec["binding"]}
+
+
+def _binding_change(a: dict | None, b: dict | None) -> str:
+    if a is None and b is None:
+        return "neither meets the SLO"
+    if a is None:
+        return "variant meets the SLO, baseline does not"
+    if b is None:
+        return "variant no longer meets the SLO"
+    parts = []
+    if a["limit"] != b["limit"]:
+        parts.append(f"limit: {a['limit']} -> {b['limit']}")
+    if a["step_bound"] != b["step_bound"]:
+        parts.append(f"step bound: {a['step_bound']} -> {b['step_bound']}")
+    return "; ".join(parts) if parts else "unchanged"
+
+
+def compare(base: Scenario, variant: Scenario) -> dict:
+    """Rows per TPOT SLO (decode) and one prefill row, each with both answers and the delta."""
+    a, b = best(base), best(variant)
+    rows = []
+    for i, t in enumerate(base.tpot_ms):
+        ra, rb = explain(base, a["decode"][i]), explain(variant, b["decode"][i])
+        rows.append({"phase": "decode", "slo": f"TPOT <= {t:g} ms", "slo_ms": t, **_side(ra, "baseline"), **_side(rb, "variant"),
+                     "delta_pct": _delta_pct(ra and ra["tokens_per_s_per_device"], rb and rb["tokens_per_s_per_device"]),
+                     "binding_change": _binding_change(ra, rb)})
+    ra, rb = explain(base, a["prefill"]), explain(variant, b["prefill"])
+    slo = f"TTFT <= {base.ttft_ms:g} ms" if base.ttft_ms is not None else "TTFT unconstrained"
+    rows.append({"phase": "prefill", "slo": slo, "slo_ms": base.ttft_ms, **_side(ra, "baseline"), **_side(rb, "variant"),
+                 "delta_pct": _delta_pct(ra and ra["tokens_per_s_per_device"], rb and rb["tokens_per_s_per_device"]),
+                 "binding_change": _binding_change(ra, rb)})
+    if all(r["baseline_tokens_per_s_per_device"] is None and r["variant_tokens_per_s_per_device"] is None
+           for r in rows if r["phase"] == "decode"):
+        raise InfeasibleError("neither the baseline nor the variant meets any TPOT SLO: " + "; ".join(a["notes"]), where="--tpot")
+    notes = [f"baseline: {n}" for n in a["notes"]] + [f"variant: {n}" for n in b["notes"]]
+    return {"baseline": base, "variant": variant, "rows": rows, "notes": notes}
+
+
+def headline(result: dict) -> list[str]:
+    """One sentence per row: what the variant does to the best throughput."""
+    out = []
+    for r in result["rows"]:
+        d = r["delta_pct"]
+        if d is None or not math.isfinite(d):
+            out.append(f"{r['phase']} at {r['slo']}: {r['binding_change']}")
+        else:
+            out.append(f"{r['phase']} at {r['slo']}: {r['baseline_tokens_per_s_per_device']:,.0f} -> "
+                       f"{r['variant_tokens_per_s_per_device']:,.0f} tokens/s per device ({d:+.1f}%); binding {r['binding_change']}")
+    return out

@@ -1,0 +1,428 @@
+"""A what-if scenario and the light re-plan every what-if command shares.
+
+A `Scenario` is everything a plan depends on: the hardware and model specs (with overrides
+applied), the workload, the SLOs, the device budget and the search limits. `best()` builds the
+decode and prefill grids (the same `decode_grid`/`prefill_grid` as `cmperf plan`) and takes the
+best deployment per SLO with `ranked(..., 1)`; an SLO no deployment meets gives None and a note,
+never an exception. Grids are memoised on their inputs, so a sweep over a key that only one phase
+reads (e.g. the prefix hit rate, or the SLO itself) rebuilds only what changed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from cmperf.errors import SpecError
+from cmperf.overrides import WORKLOAD_FIELDS, check_workload_value
+from cmperf.specs.loader import Spec, load_hardware, load_model, unknown_key_message
+from cmperf.specs.schema import HARDWARE_FIELDS, MODEL_FIELDS
+
+#: Keys only the what-if commands accept, besides the hardware, model and workload keys:
+#: (type, lower bound, upper bound, help, unit).
+SEARCH_FIELDS: dict[str, tuple] = {
+    "search.max_mtp": (int, 0, 8, "largest number of speculative MTP tokens searched (the planner's default is 2)", "tokens"),
+}
+SLO_FIELDS: dict[str, tuple] = {
+    "slo.tpot_ms": (float, 1e-3, 1e9, "TPOT SLO", "ms"),
+    "slo.ttft_ms": (float, 1e-3, 1e12, "TTFT SLO (prefill)", "ms"),
+}
+WORKLOAD_ATTR = {
+    "workload.input_len": "input_len", "workload.output_len": "output_len",
+    "workload.mtp_acceptance": "mtp_acceptance", "workload.prefix_hit": "prefix_hit",
+    "search.max_mtp": "max_mtp",
+}
+MAX_PREFIX_HIT = 0.999
+
+
+def numeric_spec_keys() -> list[str]:
+    """Every hardware and model key that holds a number (not a data type)."""
+    return [k for k, f in {**HARDWARE_FIELDS, **MODEL_FIELDS}.items() if f.type in ("int", "float")]
+
+
+def settable_keys(allow_slo: bool = False) -> list[str]:
+    keys = [*HARDWARE_FIELDS, *MODEL_FIELDS, *WORKLOAD_FIELDS, *SEARCH_FIELDS]
+    return keys + list(SLO_FIELDS) if allow_slo else keys
+
+
+def key_info(key: str) -> tuple[str, str]:
+    """(type, unit) of a key the what-if commands accept; type is 'int', 'float' or 'dtype'."""
+    if key in HARDWARE_FIELDS or key in MODEL_FIELDS:
+        f = HARDWARE_FIELDS.get(key) or MODEL_FIELDS[key]
+        return f.type, f.unit
+    if key in WORKLOAD_FIELDS:
+        typ = WORKLOAD_FIELDS[key][0]
+        return ("int" if typ is int else "float"), ("tokens" if typ is int else "fraction")
+    spec = SEARCH_FIELDS.get(key) or SLO_FIELDS[key]
+    return ("int" if spec[0] is int else "float"), spec[4]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    hw: Spec
+    model: Spec
+    input_len: int = 4096
+    output_len: int = 256
+    mtp_acceptance: float = 0.7
+    prefix_hit: float = 0.0
+    cache_path: str = "ub"
+    eplb: str = "default"
+    max_mtp: int = 2
+    devices: int | None = None  # budget; None = one system
+    tpot_ms: tuple = (15.0, 50.0)
+    ttft_ms: float | None = None
+    overrides: tuple = ()  # "KEY=VALUE" strings, for reports
+
+    @property
+    def system_devices(self) -> int:
+        return int(self.hw["system.nodes"] * self.hw["node.packages"])
+
+    @property
+    def budget(self) -> int:
+        return int(self.devices or self.system_devices)
+
+    @property
+    def kv_len(self) -> float:
+        return self.input_len + self.output_len / 2.0
+
+    def value(self, key: str):
+        """The current value of a key (hardware, model, workload, search or SLO)."""
+        if key in WORKLOAD_ATTR:
+            return getattr(self, WORKLOAD_ATTR[key])
+        if key == "slo.tpot_ms":
+            return self.tpot_ms[0] if self.tpot_ms else None
+        if key == "slo.ttft_ms":
+            return self.ttft_ms
+        spec = self.hw if key in HARDWARE_FIELDS else self.model
+        return spec.get(key)
+
+    def describe(self) -> str:
+        s = (f"{self.model.name} on {self.hw.name}, {self.input_len}-token prompts, {self.output_len} output tokens, "
+             f"MTP acceptance {self.mtp_acceptance:g}, prefix hit {self.prefix_hit:g} (cache over {self.cache_path.upper()}), "
+             f"EPLB {self.eplb}, budget {self.budget} devices")
+        if self.max_mtp != 2:
+            s += f", MTP searched up to {self.max_mtp}"
+        return s
+
+
+def _check_extra(key: str, raw, where: str):
+    typ, lo, hi, _, _ = SEARCH_FIELDS.get(key) or SLO_FIELDS[key]
+    try:
+        v = float(raw)
+        if typ is int:
+            if not v.is_integer():
+                raise ValueError
+            v = int(v)
+    except (TypeError, ValueError, OverflowError):
+        raise SpecError(f"expected a {'whole number' if typ is int else 'number'}, got {raw!r}", where=f"{where} {key}") from None
+    if not (lo <= v <= hi):
+        raise SpecError(f"expected a value in [{lo:g}, {hi:g}], got {raw!r}", where=f"{where} {key}")
+    return v
+
+
+def set_value(sc: Scenario, key: str, raw, where: str = "--set", *, allow_slo: bool = False, record: bool = True) -> Scenario:
+    """A copy of the scenario with one key changed, validated exactly as `--set` validates it."""
+    if key.startswith("derived."):
+        raise SpecError(f"'{key}' is derived from other keys and cannot be set; set its inputs instead", where=where)
+    note = (f"{key}={raw}",) if record else ()
+    if key in HARDWARE_FIELDS:
+        return replace(sc, hw=sc.hw.with_values({key: raw}, origin=where), overrides=sc.overrides + note)
+    if key in MODEL_FIELDS:
+        return replace(sc, model=sc.model.with_values({key: raw}, origin=where), overrides=sc.overrides + note)
+    if key in WORKLOAD_FIELDS:
+        v = check_workload_value(key, raw, where)
+        if key == "workload.prefix_hit" and v > MAX_PREFIX_HIT:
+            raise SpecError(f"expected a value in [0, {MAX_PREFIX_HIT:g}] (a fully cached prompt has nothing to prefill), got {raw!r}", where=f"{where} {key}")
+        return replace(sc, **{WORKLOAD_ATTR[key]: v}, overrides=sc.overrides + note)
+    if key in SEARCH_FIELDS:
+        return replace(sc, **{WORKLOAD_ATTR[key]: _check_extra(key, raw, where)}, overrides=sc.overrides + note)
+    if key in SLO_FIELDS and allow_slo:
+        v = _check_extra(key, raw, where)
+        if key == "slo.tpot_ms":
+            return replace(sc, tpot_ms=(v,))
+        return replace(sc, ttft_ms=v)
+    raise SpecError(unknown_key_message(key, settable_keys(allow_slo)), where=where)
+
+
+def apply_sets(sc: Scenario, sets: dict[str, str], where: str) -> Scenario:
+    for key, value in sets.items():
+        sc = set_value(sc, key, value, where)
+    return sc
+
+
+def parse_pairs(items, where: str) -> dict[str, str]:
+    """KEY=VALUE items (as `--set` takes them), with errors naming `where`."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise SpecError(f"expected KEY=VALUE, got {item!r}", where=where)
+        out[key] = value
+    return out
+
+
+def apply_scales(sc: Scenario, items, where: str) -> Scenario:
+    """PATTERN=FACTOR items: multiply every numeric hardware/model key matching the glob PATTERN.
+
+    Whole-number keys are rounded; every new value is validated as `--set` validates it.
+    """
+    for pattern, text in parse_pairs(items, where).items():
+        try:
+            factor = float(text)
+        except ValueError:
+            raise SpecError(f"expected PATTERN=FACTOR with a number as FACTOR, got {pattern}={text!r}", where=where) from None
+        if not (math.isfinite(factor) and factor > 0):
+            raise SpecError(f"expected a positive factor, got {text!r}", where=where)
+        keys = [k for k in numeric_spec_keys() if fnmatch.fnmatchcase(k, pattern) and (sc.hw.has(k) or sc.model.has(k))]
+        if not keys:
+            close = unknown_key_message(pattern, numeric_spec_keys()).replace("unknown key", "no numeric hardware or model key matches", 1)
+            raise SpecError(close, where=where)
+        for k in keys:
+            old = sc.value(k)
+            typ, _ = key_info(k)
+            new = int(round(old * factor)) if typ == "int" else float(old * factor)
+            sc = set_value(sc, k, new, where, record=False)
+            sc = replace(sc, overrides=sc.overrides + (f"{k}={new:g} (x{factor:g})",))
+    return sc
+
+
+def check_scenario(sc: Scenario, where_len: str = "--input-len/--output-len", where_devices: str = "--devices") -> Scenario:
+    """Cross-key checks a plan needs; a SpecError names the option (or argument) at fault."""
+    max_ctx = sc.model["arch.max_position_embeddings"]
+    if sc.input_len + sc.output_len > max_ctx:
+        raise SpecError(f"input + output = {sc.input_len + sc.output_len} tokens exceeds the model's {max_ctx}-token context", where=where_len)
+    node = sc.hw["node.packages"]
+    if sc.budget < node:
+        raise SpecError(f"expected at least one node ({node} devices), got {sc.budget}", where=where_devices)
+    for t in sc.tpot_ms:
+        if not t > 0:
+            raise SpecError(f"expected a positive TPOT in ms, got {t}", where="--tpot")
+    if sc.eplb not in ("default", "perfect"):
+        raise SpecError(f"expected 'default' or 'perfect', got {sc.eplb!r}", where="--eplb")
+    if sc.cache_path not in ("ub", "vpc"):
+        raise SpecError(f"expected 'ub' or 'vpc', got {sc.cache_path!r}", where="--cache-path")
+    return sc
+
+
+def scenario(hardware: str = "cloudmatrix384", model: str = "deepseek-r1", *, layers=(), scales=(), **fields) -> Scenario:
+    """Load the specs and apply override layers: `layers` are (KEY=VALUE dict, where) pairs applied
+    in order (later wins); `scales` are (PATTERN=FACTOR list, where) pairs applied after them."""
+    sc = Scenario(hw=load_hardware(hardware), model=load_model(model), **fields)
+    for sets, where in layers:
+        sc = apply_sets(sc, sets, where)
+    for items, where in scales:
+        sc = apply_scales(sc, items, where)
+    return check_scenario(sc)
+
+
+# ---- the light re-plan ---------------------------------------------------------------------------
+
+_DECODE: OrderedDict = OrderedDict()
+_PREFILL: OrderedDict = OrderedDict()
+
+
+def _spec_key(spec: Spec):
+    return (spec.path, tuple(sorted(spec.values.items())))
+
+
+def _memo(cache: OrderedDict, key, size: int, build):
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = build()
+    cache[key] = value
+    while len(cache) > size:
+        cache.popitem(last=False)
+    return value
+
+
+def mtp_choices(sc: Scenario) -> tuple:
+    return tuple(range(sc.max_mtp + 1)) if sc.model["mtp.num_nextn_predict_layers"] > 0 else (0,)
+
+
+def decode_grid_for(sc: Scenario, budget: int | None = None):
+    from cmperf.solve.search import decode_grid
+
+    budget = budget or sc.budget
+    key = (_spec_key(sc.hw), _spec_key(sc.model), budget, sc.input_len, sc.output_len, sc.mtp_acceptance, sc.eplb, mtp_choices(sc))
+    return _memo(_DECODE, key, 2, lambda: decode_grid(sc.hw, sc.model, budget, sc.input_len, sc.output_len, sc.mtp_acceptance,
+                                                       sc.eplb == "perfect", mtp_choices=mtp_choices(sc)))
+
+
+def prefill_grid_for(sc: Scenario, budget: int | None = None):
+    from cmperf.solve.search import prefill_grid
+
+    budget = budget or sc.budget
+    key = (_spec_key(sc.hw), _spec_key(sc.model), budget, sc.input_len, sc.eplb, sc.prefix_hit, sc.cache_path)
+    return _memo(_PREFILL, key, 4, lambda: prefill_grid(sc.hw, sc.model, budget, sc.input_len, sc.eplb == "perfect", sc.prefix_hit, sc.cache_path))
+
+
+def deployment_text(rec: dict) -> str:
+    base = f"{rec['devices']} dev, EP{rec['ep']}, TP{rec['attn_tp']}, red {rec['redundant']}, {rec['microbatches']} mb"
+    if rec["phase"] == "decode":
+        return base + f", MTP {rec['mtp']}, batch {rec['batch']}"
+    return base + f", {rec['tokens_per_device']} tok/dev"
+
+
+def record(grid, flat: int, sc: Scenario, slo_ms: float | None) -> dict:
+    """One grid point as a flat record: phase, SLO, metric, latency, deployment, what limits it."""
+    from cmperf.solve.search import limit_reason, params_at
+
+    p = params_at(grid, flat)
+    lat_ms = float(grid.latency_s.reshape(-1)[flat]) * 1e3
+    rec = {"phase": grid.phase, "slo_ms": slo_ms,
+           "tokens_per_s_per_device": float(grid.metric.reshape(-1)[flat]),
+           "latency_ms": lat_ms,
+           "devices": p["devices"], "ep": p["ep"], "attn_tp": p["attn_tp"], "redundant": p["redundant"],
+           "microbatches": p["microbatches"], "mtp": p.get("mtp", 0),
+           "batch": p.get("batch"), "tokens_per_device": p.get("tokens_per_device")}
+    rec["deployment"] = deployment_text(rec)
+    rec["limit"] = limit_reason(grid, flat, None if slo_ms is None else slo_ms * 1e-3)
+    return rec
+
+
+def _infeasible_note(grid, what: str) -> str:
+    from cmperf.solve.search import best_latency_s
+
+    best = best_latency_s(grid)
+    if not math.isfinite(best):
+        return f"no {grid.phase} deployment fits in HBM"
+    unit = "TPOT" if grid.phase == "decode" else "TTFT"
+    return f"no deployment meets {what}; the best achievable {unit} is {best * 1e3:.2f} ms"
+
+
+def best(sc: Scenario, *, decode: bool = True, prefill: bool = True) -> dict:
+    """The best decode deployment per TPOT SLO and the best prefill deployment (under the TTFT SLO).
+
+    Returns {"decode": [record or None per SLO], "prefill": record or None, "notes": [...]}.
+    """
+    from cmperf.solve.search import ranked
+
+    out = {"decode": [], "prefill": None, "notes": []}
+    if decode:
+        dg = decode_grid_for(sc)
+        for t in sc.tpot_ms:
+            flats = ranked(dg, t * 1e-3, 1)
+            if flats:
+                out["decode"].append(record(dg, flats[0], sc, t))
+            else:
+                out["decode"].append(None)
+                out["notes"].append(_infeasible_note(dg, f"TPOT <= {t:g} ms"))
+    if prefill:
+        pg = prefill_grid_for(sc)
+        ttft_s = sc.ttft_ms * 1e-3 if sc.ttft_ms is not None else None
+        flats = ranked(pg, ttft_s, 1)
+        if flats:
+            out["prefill"] = record(pg, flats[0], sc, sc.ttft_ms)
+        else:
+            out["notes"].append(_infeasible_note(pg, f"TTFT <= {sc.ttft_ms:g} ms"))
+    return out
+
+
+def evaluate_record(sc: Scenario, rec: dict) -> dict:
+    """Re-evaluate one record's deployment on its own (a scalar model run, as `estimate` does)."""
+    from cmperf.compose.decode import DecodeInputs, evaluate_decode
+    from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+
+    common = dict(devices=rec["devices"], ep=rec["ep"], microbatches=rec["microbatches"], redundant=rec["redundant"],
+                  attn_tp=rec["attn_tp"], eplb_perfect=sc.eplb == "perfect")
+    if rec["phase"] == "decode":
+        inp = DecodeInputs(batch=rec["batch"], kv_len=sc.kv_len, mtp=rec["mtp"], mtp_acceptance=sc.mtp_acceptance,
+                           extra={"max_context": sc.input_len + sc.output_len}, **common)
+        return evaluate_decode(sc.hw, sc.model, inp)
+    inp = PrefillInputs(tokens_per_device=rec["tokens_per_device"], input_len=sc.input_len, mtp=rec["mtp"],
+                        prefix_hit=sc.prefix_hit, cache_path=sc.cache_path, **common)
+    return evaluate_prefill(sc.hw, sc.model, inp)
+
+
+def explain(sc: Scenario, rec: dict | None) -> dict | None:
+    """Attach what binds the deployment: the search limit and the stream/resource bounding a step."""
+    from cmperf.report.explain import binding as stream_binding
+
+    if rec is None:
+        return None
+    res = evaluate_record(sc, rec)
+    rec["step_bound"] = stream_binding(res)
+    rec["binding"] = f"{rec['limit']}; step bound by {rec['step_bound']}"
+    rec["hbm_used_gb_per_die"] = float(np.asarray(res["hbm_used_bytes_per_die"]).reshape(-1)[0]) / 1e9
+    return rec
+
+
+# ---- refined optimum (continuous batch), for derivatives -----------------------------------------
+
+
+def _neighbours(axis_values: np.ndarray, i: int) -> tuple[float, float, float]:
+    lo = axis_values[max(i - 1, 0)]
+    hi = axis_values[min(i + 1, len(axis_values) - 1)]
+    return float(lo), float(axis_values[i]), float(hi)
+
+
+def _fine(lo: float, mid: float, hi: float, n: int = 33) -> np.ndarray:
+    return np.concatenate([np.linspace(lo, mid, n), np.linspace(mid, hi, n)[1:]])
+
+
+def refined_best(sc: Scenario, phase: str, slo_ms: float | None, top: int = 8) -> float:
+    """Best tokens/s per device with the last axis (decode batch, prefill tokens per device) made
+    continuous around the grid's `top` best deployments. The grid's 5% (decode) and 2x (prefill)
+    steps would otherwise make the optimum a staircase in every parameter, and a finite
+    difference of a staircase is noise. NaN when no deployment meets the SLO."""
+    from cmperf.compose.decode import DecodeInputs, evaluate_decode
+    from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+    from cmperf.solve.search import params_at, ranked
+
+    grid = decode_grid_for(sc) if phase == "decode" else prefill_grid_for(sc)
+    slo_s = None if slo_ms is None else slo_ms * 1e-3
+    flats = ranked(grid, slo_s, top)
+    if not flats:
+        return float("nan")
+    last = "batch" if phase == "decode" else "tokens_per_device"
+    axis_values = grid.axes[last]
+    ps = [params_at(grid, f) for f in flats]
+    fine = np.array([_fine(*_neighbours(axis_values, int(np.unravel_index(f, grid.shape)[-1]))) for f in flats])
+
+    def col(name):
+        return np.array([p[name] for p in ps], float)[:, None]
+
+    common = dict(devices=col("devices"), ep=col("ep"), redundant=col("redundant"), attn_tp=col("attn_tp"),
+                  microbatches=col("microbatches"), eplb_perfect=sc.eplb == "perfect")
+    if phase == "decode":
+        res = evaluate_decode(sc.hw, sc.model, DecodeInputs(batch=fine, kv_len=sc.kv_len, mtp=col("mtp"), mtp_acceptance=sc.mtp_acceptance,
+                                                             extra={"max_context": sc.input_len + sc.output_len}, **common))
+        lat = res["tpot_s"]
+    else:
+        res = evaluate_prefill(sc.hw, sc.model, PrefillInputs(tokens_per_device=fine, input_len=sc.input_len, mtp=col("mtp"),
+                                                               prefix_hit=sc.prefix_hit, cache_path=sc.cache_path, **common))
+        lat = res["ttft_s"]
+    shape = fine.shape
+    ok = np.broadcast_to(res["valid"], shape) & np.broadcast_to(res["fits"], shape)
+    if slo_s is not None:
+        ok = ok & (np.broadcast_to(lat, shape) <= slo_s)
+    m = np.where(ok, np.broadcast_to(res["tokens_per_s_per_device"], shape), -np.inf)
+    v = float(m.max())
+    return v if math.isfinite(v) else float("nan")
+
+
+# ---- best deployment per instance size (capacity) ------------------------------------------------
+
+
+def best_by_devices(grid, slo_s: float | None) -> list[tuple[int, float, int]]:
+    """(devices, tokens/s per device, flat index) of the best deployment meeting the SLO, per instance size."""
+    from cmperf.solve.search import best_per_deployment
+
+    best_m, flat = best_per_deployment(grid, slo_s)
+    st = grid.axes["structure"]
+    b = best_m.reshape(len(st), -1)
+    f = flat.reshape(len(st), -1)
+    out: dict[int, tuple[int, float, int]] = {}
+    for s in range(len(st)):
+        j = int(np.argmax(b[s]))
+        if np.isfinite(b[s, j]):
+            d = int(st.devices[s])
+            if d not in out or b[s, j] > out[d][1]:
+                out[d] = (d, float(b[s, j]), int(f[s, j]))
+    return sorted(out.values())
