@@ -1,3 +1,263 @@
-"""What-if commands for capacity planners: compare, sweep, sensitivity, capacity."""
+"""What-if commands for capacity planners: compare, sweep, sensitivity, capacity, cache.
 
-from cmperf.cli import app  # noqa: F401
+Each is a thin layer over `cmperf.whatif`: options -> `Scenario` -> a light re-plan -> report.
+Heavy imports stay inside the commands, so `cmperf --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from cmperf.cli import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, _parse_ms, _range, app
+
+TpotOpt = Annotated[Optional[list[str]], typer.Option("--tpot", help="TPOT SLO, repeatable: 50 or 50ms [15 and 50].")]
+TtftOpt = Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")]
+InputOpt = Annotated[int, typer.Option(help="Prompt tokens per request.", **_range(1, 10_000_000))]
+OutputOpt = Annotated[int, typer.Option(help="Generated tokens per request.", **_range(1, 10_000_000))]
+AccOpt = Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_range(0.0, 1.0))]
+HitOpt = Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_range(0.0, 0.999))]
+CacheOpt = Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool over UB) or vpc.")]
+DevicesOpt = Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **_range(1, 1_000_000))]
+EplbOpt = Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")]
+OutOpt = Annotated[str, typer.Option("--out", help="Directory that receives the report folder.")]
+TagOpt = Annotated[Optional[str], typer.Option(help="Name the report folder COMMAND-TAG [UTC timestamp].")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing COMMAND-TAG folder.")]
+NoWriteOpt = Annotated[bool, typer.Option("--no-write", help="Print only; write no report files.")]
+
+
+def _tpots(tpot) -> tuple:
+    return tuple(_parse_ms(t, "--tpot") for t in (tpot or ["15", "50"]))
+
+
+def _check_tag(tag):
+    from cmperf.errors import SpecError
+
+    if tag is not None and (not tag or "/" in tag or "\\" in tag or tag.startswith(".")):
+        raise SpecError(f"expected a plain folder name, got {tag!r}", where="--tag")
+
+
+def _write(out, prefix, files_fn, tag, overwrite, no_write):
+    from cmperf.report.files import write_run_dir
+
+    if no_write:
+        return None
+    return write_run_dir(out, prefix, files_fn(), tag, overwrite)
+
+
+def _base(hardware, model, sets, *, tpot=None, ttft=None, input_len=4096, output_len=256, mtp_acceptance=0.7, prefix_hit=0.0,
+          cache_path=CachePath.ub, devices=None, eplb=Eplb.default, extra_layers=(), scales=(), hardware_where="--hardware"):
+    from cmperf.overrides import parse_set
+    from cmperf.whatif.core import scenario
+
+    return scenario(hardware, model, layers=[(parse_set(sets), "--set"), *extra_layers], scales=scales, hardware_where=hardware_where,
+                    input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance, prefix_hit=prefix_hit,
+                    cache_path=cache_path.value, eplb=eplb.value, devices=devices, tpot_ms=_tpots(tpot),
+                    ttft_ms=_parse_ms(ttft, "--ttft") if ttft else None)
+
+
+class _Progress:
+    """A transient rich progress bar on stderr, or nothing for short runs."""
+
+    def __init__(self, total: int, label: str, threshold: int = 5):
+        self.total, self.label, self.bar, self.task = total, label, None, None
+        self.enabled = total > threshold
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.label, total=self.total)
+        return self
+
+    def advance(self):
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False
+
+
+@app.command()
+def compare(
+    variant_sets: Annotated[Optional[list[str]], typer.Option("--variant-set", help="Override for the variant only, KEY=VALUE (repeatable); also workload.* and search.max_mtp.")] = None,
+    variant_scale: Annotated[Optional[list[str]], typer.Option("--variant-scale", help="Multiply every numeric key matching a glob for the variant, PATTERN=FACTOR (repeatable), e.g. 'moe_comm.*bandwidth*=0.5'.")] = None,
+    variant_hardware: Annotated[Optional[str], typer.Option("--variant-hardware", help="Hardware of the variant (name or .toml path) [as --hardware].")] = None,
+    tpot: TpotOpt = None,
+    ttft: TtftOpt = None,
+    input_len: InputOpt = 4096,
+    output_len: OutputOpt = 256,
+    mtp_acceptance: AccOpt = 0.7,
+    prefix_hit: HitOpt = 0.0,
+    cache_path: CacheOpt = CachePath.ub,
+    devices: DevicesOpt = None,
+    hardware: HardwareOpt = "cloudmatrix384",
+    model: ModelOpt = "deepseek-r1",
+    sets: SetOpt = None,
+    eplb: EplbOpt = Eplb.default,
+    out: OutOpt = "reports",
+    tag: TagOpt = None,
+    overwrite: OverwriteOpt = False,
+    no_write: NoWriteOpt = False,
+    fmt: FormatOpt = Format.table,
+):
+    """Plan a baseline and a variant and show them side by side: best deployment, tokens/s per device, what binds."""
+    from cmperf.errors import SpecError
+    from cmperf.report.whatif import compare_files, print_compare
+    from cmperf.whatif.compare import compare as run
+    from cmperf.whatif.core import parse_pairs
+
+    if not (variant_sets or variant_scale or variant_hardware):
+        raise SpecError("expected a variant: --variant-set KEY=VALUE, --variant-scale PATTERN=FACTOR or --variant-hardware NAME", where="--variant-set")
+    _check_tag(tag)
+    common = dict(tpot=tpot, ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance, prefix_hit=prefix_hit,
+                  cache_path=cache_path, devices=devices, eplb=eplb)
+    base = _base(hardware, model, sets, **common)
+    variant = _base(variant_hardware or hardware, model, sets, **common, extra_layers=[(parse_pairs(variant_sets, "--variant-set"), "--variant-set")],
+                    scales=[(variant_scale or [], "--variant-scale")], hardware_where="--variant-hardware" if variant_hardware else "--hardware")
+    result = run(base, variant)
+    path = _write(out, "compare", lambda: compare_files(result), tag, overwrite, no_write)
+    print_compare(result, fmt.value, str(path) if path else None)
+
+
+@app.command()
+def sweep(
+    specs: Annotated[Optional[list[str]], typer.Argument(metavar="KEY=START:STOP:STEPS...", show_default=False, help=(
+        "One or two keys to sweep linearly from START to STOP in STEPS points (2-1000): any numeric hardware or model key "
+        "(see `show --format json`), workload.input_len, workload.output_len, workload.mtp_acceptance, workload.prefix_hit, "
+        "search.max_mtp, slo.tpot_ms or slo.ttft_ms."))] = None,
+    tpot: TpotOpt = None,
+    ttft: TtftOpt = None,
+    input_len: InputOpt = 4096,
+    output_len: OutputOpt = 256,
+    mtp_acceptance: AccOpt = 0.7,
+    prefix_hit: HitOpt = 0.0,
+    cache_path: CacheOpt = CachePath.ub,
+    devices: DevicesOpt = None,
+    hardware: HardwareOpt = "cloudmatrix384",
+    model: ModelOpt = "deepseek-r1",
+    sets: SetOpt = None,
+    eplb: EplbOpt = Eplb.default,
+    out: OutOpt = "reports",
+    tag: TagOpt = None,
+    overwrite: OverwriteOpt = False,
+    no_write: NoWriteOpt = False,
+    fmt: FormatOpt = Format.table,
+):
+    """Re-plan at every point of a one- or two-key sweep; write a table, sweep.csv and SVG plots."""
+    from cmperf.report.whatif import print_sweep, sweep_files
+    from cmperf.whatif.sweep import n_points, parse_axes, run_sweep
+
+    _check_tag(tag)
+    base = _base(hardware, model, sets, tpot=tpot, ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
+                 prefix_hit=prefix_hit, cache_path=cache_path, devices=devices, eplb=eplb)
+    axes = parse_axes(specs or [], base)
+    with _Progress(n_points(axes), "sweep") as bar:
+        result = run_sweep(base, axes, progress=bar.advance)
+    path = _write(out, "sweep", lambda: sweep_files(result), tag, overwrite, no_write)
+    print_sweep(result, fmt.value, str(path) if path else None)
+
+
+@app.command()
+def sensitivity(
+    keys: Annotated[Optional[list[str]], typer.Option("--key", help="Only these hardware keys: a key, a prefix (scaleup.) or a glob (repeatable) [all].")] = None,
+    step: Annotated[float, typer.Option(help="Relative step of the finite differences.", **_range(0.001, 0.5))] = 0.1,
+    tpot: TpotOpt = None,
+    ttft: TtftOpt = None,
+    input_len: InputOpt = 4096,
+    output_len: OutputOpt = 256,
+    mtp_acceptance: AccOpt = 0.7,
+    prefix_hit: HitOpt = 0.0,
+    cache_path: CacheOpt = CachePath.ub,
+    devices: DevicesOpt = None,
+    hardware: HardwareOpt = "cloudmatrix384",
+    model: ModelOpt = "deepseek-r1",
+    sets: SetOpt = None,
+    eplb: EplbOpt = Eplb.default,
+    out: OutOpt = "reports",
+    tag: TagOpt = None,
+    overwrite: OverwriteOpt = False,
+    no_write: NoWriteOpt = False,
+    fmt: FormatOpt = Format.table,
+):
+    """Rank hardware parameters by the elasticity of the best decode (per TPOT SLO) and prefill throughput."""
+    from cmperf.report.whatif import print_sensitivity, sensitivity_files
+    from cmperf.whatif.sensitivity import n_evaluations
+    from cmperf.whatif.sensitivity import sensitivity as run
+
+    _check_tag(tag)
+    base = _base(hardware, model, sets, tpot=tpot, ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
+                 prefix_hit=prefix_hit, cache_path=cache_path, devices=devices, eplb=eplb)
+    with _Progress(n_evaluations(base, keys), "sensitivity") as bar:
+        result = run(base, step, keys, progress=bar.advance)
+    path = _write(out, "sensitivity", lambda: sensitivity_files(result), tag, overwrite, no_write)
+    print_sensitivity(result, fmt.value, str(path) if path else None)
+
+
+@app.command()
+def capacity(
+    rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve.", show_default=False)],
+    tpot: Annotated[str, typer.Option("--tpot", help="TPOT SLO: 50 or 50ms.")] = "50",
+    ttft: TtftOpt = None,
+    input_len: InputOpt = 4096,
+    output_len: OutputOpt = 256,
+    mtp_acceptance: AccOpt = 0.7,
+    prefix_hit: HitOpt = 0.0,
+    cache_path: CacheOpt = CachePath.ub,
+    hardware: HardwareOpt = "cloudmatrix384",
+    model: ModelOpt = "deepseek-r1",
+    sets: SetOpt = None,
+    eplb: EplbOpt = Eplb.default,
+    out: OutOpt = "reports",
+    tag: TagOpt = None,
+    overwrite: OverwriteOpt = False,
+    no_write: NoWriteOpt = False,
+    fmt: FormatOpt = Format.table,
+):
+    """Prefill and decode devices (and supernodes) that serve a request rate under the SLOs."""
+    from cmperf.report.whatif import capacity_files, print_capacity
+    from cmperf.whatif.capacity import capacity as run
+
+    _check_tag(tag)
+    sc = _base(hardware, model, sets, tpot=[tpot], ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
+               prefix_hit=prefix_hit, cache_path=cache_path, eplb=eplb)
+    result = run(sc, rate)
+    path = _write(out, "capacity", lambda: capacity_files(result, sc), tag, overwrite, no_write)
+    print_capacity(result, sc, fmt.value, str(path) if path else None)
+
+
+@app.command()
+def cache(
+    hits: Annotated[str, typer.Option("--hits", help="Prefix-cache hit rates: START:STOP:STEPS or a comma list, in [0, 0.999].")] = "0:0.9:10",
+    input_len: InputOpt = 4096,
+    devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [16, the paper's].", **_range(1, 1_000_000))] = None,
+    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [32, or the instance's dies].", **_range(1, 1_000_000))] = None,
+    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [16384].", **_range(1, 100_000_000))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches [2].", **_range(1, 8))] = None,
+    hardware: HardwareOpt = "cloudmatrix384",
+    model: ModelOpt = "deepseek-r1",
+    sets: SetOpt = None,
+    eplb: EplbOpt = Eplb.default,
+    out: OutOpt = "reports",
+    tag: TagOpt = None,
+    overwrite: OverwriteOpt = False,
+    no_write: NoWriteOpt = False,
+    fmt: FormatOpt = Format.table,
+):
+    """Prefix caching: TTFT and prefill tokens/s per device with cached KV loaded over UB, over VPC, or recomputed."""
+    from cmperf.report.whatif import cache_files, print_cache
+    from cmperf.whatif.cache import cache_table, parse_hits
+
+    _check_tag(tag)
+    hit_list = parse_hits(hits)
+    sc = _base(hardware, model, sets, input_len=input_len, eplb=eplb)
+    result = cache_table(sc, hit_list, devices, ep, tokens_per_device, microbatches)
+    path = _write(out, "cache", lambda: cache_files(result), tag, overwrite, no_write)
+    print_cache(result, fmt.value, str(path) if path else None)

@@ -17,7 +17,6 @@ class SpecError(CmperfError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
-class InfeasibleError(CmperfError):
-    """No configuration meets the request; the message says the best achievable value."""
-
-    exit_code = 3
+class InfeasibleError(SpecError):
+    """No configuration meets the request (an SLO that cannot be met); the message says the best
+    achievable value. An input error like any other: exit code 2."""

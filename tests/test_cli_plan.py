@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cmperf.cli import app
+from cmperf.errors import InfeasibleError
 
 runner = CliRunner()
 ENV = {"COLUMNS": "250"}
@@ -178,19 +179,13 @@ def test_budget_below_one_node_exits_2():
     assert "--devices" in err
 
 
-BUG_INFEASIBLE = ("cmperf/solve/plan.py:155 and :158 raise InfeasibleError(..., where=...), but only SpecError accepts `where` "
-                  "(cmperf/errors.py); the TypeError escapes main() as a traceback with exit code 1")
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_INFEASIBLE)
 def test_impossible_tpot_says_best_achievable():
-    err = domain_error("plan", "--no-write", "--tpot", "1ms", code=3)
+    err = domain_error("plan", "--no-write", "--tpot", "1ms", code=InfeasibleError.exit_code)
     assert "best achievable TPOT" in err and "--tpot" in err
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_INFEASIBLE)
 def test_impossible_ttft_says_best_achievable():
-    err = domain_error("plan", "--no-write", "--ttft", "1ms", code=3)
+    err = domain_error("plan", "--no-write", "--ttft", "1ms", code=InfeasibleError.exit_code)
     assert "best achievable TTFT" in err and "--ttft" in err
 
 
@@ -262,8 +257,6 @@ def test_estimate_command_of_best_prefill_reproduces(default_json):
     assert got["tokens_per_s_per_device"] == pytest.approx(rec["tokens_per_s_per_device"], rel=REL)
 
 
-@pytest.mark.xfail(strict=True, reason="cmperf/solve/plan.py estimate_command formats --mtp-acceptance and --prefix-hit with "
-                                       "':g' (6 significant digits), so the printed command re-evaluates a different workload")
 def test_estimate_command_reproduces_with_unrounded_workload():
     recs = json.loads(ok("plan", "--no-write", "--format", "json", "--tpot", "50", "--top", "1",
                          "--mtp-acceptance", "0.7123456", "--prefix-hit", "0.1234567"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,16 +74,17 @@ def _estimate_options(rec: dict, req: PlanRequest) -> Options:
 
 
 def estimate_command(rec: dict, req: PlanRequest) -> str:
-    parts = [f"cmperf estimate {rec['phase']}", f"--hardware {req.hardware}", f"--model {req.model}", f"--devices {rec['devices']}",
+    q = shlex.quote
+    parts = [f"cmperf estimate {rec['phase']}", f"--hardware {q(req.hardware)}", f"--model {q(req.model)}", f"--devices {rec['devices']}",
              f"--ep {rec['ep']}", f"--redundant {rec['redundant']}", f"--attn-tp {rec['attn_tp']}", f"--microbatches {rec['microbatches']}",
              f"--input-len {req.input_len}", f"--output-len {req.output_len}", f"--mtp {rec['mtp']}"]
     if rec["phase"] == "decode":
-        parts += [f"--batch {rec['batch']}", f"--mtp-acceptance {req.mtp_acceptance:g}"]
+        parts += [f"--batch {rec['batch']}", f"--mtp-acceptance {req.mtp_acceptance!r}"]
     else:
-        parts += [f"--tokens-per-device {rec['tokens_per_device']}", f"--prefix-hit {req.prefix_hit:g}"]
+        parts += [f"--tokens-per-device {rec['tokens_per_device']}", f"--prefix-hit {req.prefix_hit!r}"]
     if req.eplb != "default":
         parts.append(f"--eplb {req.eplb}")
-    parts += [f"--set {k}={v}" for k, v in req.sets.items()]
+    parts += [f"--set {q(f'{k}={v}')}" for k, v in req.sets.items()]
     return " ".join(parts)
 
 

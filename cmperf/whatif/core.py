@@ -37,6 +37,10 @@ WORKLOAD_ATTR = {
     "search.max_mtp": "max_mtp",
 }
 MAX_PREFIX_HIT = 0.999
+#: Every key that carries UB (scale-up) bandwidth: the link rate, the measured per-die read/write
+#: bandwidths, the fitted fused dispatch/combine bandwidths, and the CPU-DRAM pool read (over UB).
+#: For `--variant-scale PATTERN=FACTOR`; scale them together, since the model uses their ratios.
+UB_BANDWIDTH_PATTERNS = ("scaleup.*bandwidth*", "moe_comm.*bandwidth*", "pool.read_bandwidth*")
 
 
 def numeric_spec_keys() -> list[str]:
@@ -209,10 +213,20 @@ def check_scenario(sc: Scenario, where_len: str = "--input-len/--output-len", wh
     return sc
 
 
-def scenario(hardware: str = "cloudmatrix384", model: str = "deepseek-r1", *, layers=(), scales=(), **fields) -> Scenario:
+def _load(loader, name: str, where: str):
+    try:
+        return loader(name)
+    except SpecError as exc:
+        if exc.where and exc.where.startswith("--"):  # an unknown name: say which option gave it
+            raise SpecError(str(exc)[len(exc.where) + 2:], where=where) from None
+        raise
+
+
+def scenario(hardware: str = "cloudmatrix384", model: str = "deepseek-r1", *, layers=(), scales=(),
+             hardware_where: str = "--hardware", **fields) -> Scenario:
     """Load the specs and apply override layers: `layers` are (KEY=VALUE dict, where) pairs applied
     in order (later wins); `scales` are (PATTERN=FACTOR list, where) pairs applied after them."""
-    sc = Scenario(hw=load_hardware(hardware), model=load_model(model), **fields)
+    sc = Scenario(hw=_load(load_hardware, hardware, hardware_where), model=_load(load_model, model, "--model"), **fields)
     for sets, where in layers:
         sc = apply_sets(sc, sets, where)
     for items, where in scales:
@@ -342,7 +356,7 @@ def evaluate_record(sc: Scenario, rec: dict) -> dict:
 
 def explain(sc: Scenario, rec: dict | None) -> dict | None:
     """Attach what binds the deployment: the search limit and the stream/resource bounding a step."""
-    from cmperf.report.explain import binding as stream_binding
+    from cmperf.compose.binding import binding as stream_binding
 
     if rec is None:
         return None

@@ -43,16 +43,21 @@ def _throughputs(sc: Scenario) -> list[float]:
     return [refined_best(sc, "decode", t) for t in sc.tpot_ms] + [refined_best(sc, "prefill", sc.ttft_ms)]
 
 
-def verdict(es: list[float], unused: bool) -> str:
+def verdict(es: list[float], unused: bool, unit: str = "") -> str:
     finite = [e for e in es if e is not None and math.isfinite(e)]
     if unused:
-        return "does not matter (the model does not read it)"
+        return "does not matter (no effect at all here)"
     if not finite:
         return "unknown (an SLO is not met)"
     e = max(finite, key=abs)
     if abs(e) < NEGLIGIBLE:
         return "does not matter"
-    return "pays off" if e > 0 else "pays off to cut"
+    if e > 0:
+        return "pays off"
+    if unit == "s":
+        return "pays off to cut"
+    # More of a rate or a capacity costing throughput is not physics; say so rather than advise it.
+    return "hurts when raised (a model artefact? see the notes)"
 
 
 def sensitivity(sc: Scenario, step: float = 0.1, only=None, progress=None) -> dict:
@@ -92,8 +97,13 @@ def sensitivity(sc: Scenario, step: float = 0.1, only=None, progress=None) -> di
         unused = all(xu == x0 and xd == x0 for x0, xu, xd in zip(base, xs_up, xs_down) if math.isfinite(x0))
         finite = [abs(e) for e in es if e is not None]
         rows.append({"key": key, "unit": HARDWARE_FIELDS[key].unit, "value": p, "method": method,
-                     **{f"e {c}": e for c, e in zip(cols, es)}, "verdict": verdict(es, unused),
+                     **{f"e {c}": e for c, e in zip(cols, es)}, "verdict": verdict(es, unused, HARDWARE_FIELDS[key].unit),
                      "_rank": max(finite) if finite else -1.0})
+    odd = [r["key"] for r in rows if r["verdict"].startswith("hurts")]
+    if odd:
+        notes.append(f"{', '.join(odd)}: more of it lowers the best throughput. Where a key sets both a bandwidth and a "
+                     f"ratio to another key (e.g. the measured intra/inter-node UB bandwidths, whose ratio derates the fitted "
+                     f"dispatch/combine bandwidth to other nodes), scale the related keys together (`compare --variant-scale`).")
     rows.sort(key=lambda r: -r["_rank"])
     for i, r in enumerate(rows, start=1):
         del r["_rank"]
