@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 hardware_app = typer.Typer(help="List and inspect hardware description files.", no_args_is_help=True)
 model_app = typer.Typer(help="List and inspect model description files.", no_args_is_help=True)

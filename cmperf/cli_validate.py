@@ -22,6 +22,7 @@ def _fmt_err(err: float, basis: str) -> str:
 @app.command()
 def validate(
     hardware: Annotated[Optional[list[str]], typer.Option("--hardware", help="Only the cases of this hardware name (repeatable) \\[all: see the hardware column].")] = None,
+    published: Annotated[Optional[str], typer.Option("--published", help="A table of published results in the same CSV format \\[the one cmperf ships: cmperf/validation/published.csv].")] = None,
     fmt: FormatOpt = Format.table,
 ):
     """Compare the model's predictions with every published result cmperf ships (paper and kernel tables).
@@ -33,9 +34,9 @@ def validate(
     when every row is within its tolerance, 1 otherwise.
     """
     from cmperf.report.render import emit
-    from cmperf.validation.cases import summary, validation_rows
+    from cmperf.validation.cases import PUBLISHED_CSV, summary, validation_rows
 
-    rows = validation_rows(hardware)
+    rows = validation_rows(hardware, published or PUBLISHED_CSV)
     if fmt == Format.table or fmt == Format.md:
         shown = [
             {

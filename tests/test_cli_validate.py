@@ -78,6 +78,21 @@ def test_validate_unknown_hardware_exits_2(monkeypatch, capsys):
     assert code == 2 and "--hardware" in err and "h900" in err and "Traceback" not in err
 
 
+def test_validate_exits_1_when_a_row_is_outside_tolerance(tmp_path):
+    from cmperf.validation.cases import PUBLISHED_CSV
+
+    lines = PUBLISHED_CSV.read_text().splitlines()
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("case,"))
+    row = next(ln for ln in lines if ln.startswith("cm384 Table 7 dispatch EP8,"))
+    table = tmp_path / "published.csv"
+    table.write_text("\n".join([lines[header], row, row.replace(",116,us,15,", ",160,us,15,").replace("EP8,", "EP8 doctored,", 1)]) + "\n")
+    result = invoke("validate", "--published", str(table), "--format", "json")
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)
+    assert [r["within"] for r in rows] == [True, False]
+    assert "1/2 rows within tolerance; outside: cm384 Table 7 dispatch EP8 doctored" in result.stderr
+
+
 def test_validate_bad_format_is_a_usage_error():
     result = invoke("validate", "--format", "xml")
     assert result.exit_code == 2

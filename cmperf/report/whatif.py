@@ -44,11 +44,10 @@ def _footer(con, path):
         con.print(f"reports written to {path}/")
 
 
-def _scenario_lines(sc, label: str | None = None, short: bool = False) -> list[str]:
-    head = f"{label}: " if label else ""
-    lines = [head + (f"{sc.model.name} on {sc.hw.name}" if short else sc.describe())]
+def _scenario_lines(sc, label: str | None = None, short: bool = False, budget: bool = True) -> list[str]:
+    lines = [(f"{label}: " if label else "") + (f"{sc.model.name} on {sc.hw.name}" if short else sc.describe(budget))]
     if sc.overrides:
-        lines.append((" " * len(head)) + "overrides: " + ", ".join(sc.overrides))
+        lines.append((f"{label} " if label else "") + "overrides: " + ", ".join(sc.overrides))
     return lines
 
 
@@ -86,12 +85,19 @@ def compare_markdown(result: dict, plot: str) -> str:
 
 
 def compare_svg(result: dict) -> str:
-    dec = [r for r in result["rows"] if r["phase"] == "decode"]
-    xs = [r["slo_ms"] for r in dec]
-    series = {"baseline": _series(xs, [r["baseline_tokens_per_s_per_device"] for r in dec]),
-              "variant": _series(xs, [r["variant_tokens_per_s_per_device"] for r in dec])}
-    return _chart(series, "TPOT SLO (ms)", "best decode tokens/s per device", "baseline vs variant: best decode throughput per SLO",
-                  xs[0] if xs else 0.0)
+    """The decode Pareto frontier (tokens/s per device against TPOT) of both, the best point at each SLO marked."""
+    series = {f"{side} frontier": _series([p[0] for p in pts], [p[1] for p in pts]) for side, pts in result["frontier"].items()}
+    markers = {}
+    for r in result["rows"]:
+        if r["phase"] != "decode":
+            continue
+        for side in ("baseline", "variant"):
+            if r[f"{side}_tokens_per_s_per_device"] is not None:
+                markers[f"{side} @ {r['slo_ms']:g} ms"] = (r[f"{side}_latency_ms"], r[f"{side}_tokens_per_s_per_device"])
+    vlines = {f"SLO {r['slo_ms']:g} ms": r["slo_ms"] for r in result["rows"] if r["phase"] == "decode"}
+    series = {k: v for k, v in series.items() if v[0]}
+    return line_chart(series, "TPOT (ms)", "decode tokens/s per device", "baseline vs variant: decode frontier and best per TPOT SLO",
+                      markers=markers, vlines=vlines)
 
 
 def compare_files(result: dict) -> dict[str, str]:
@@ -107,7 +113,7 @@ def print_compare(result: dict, fmt: str, path=None) -> None:
         print(compare_markdown(result, "compare.svg"))
         return
     con = make_console()
-    for line in _scenario_lines(result["baseline"], "baseline") + _scenario_lines(result["variant"], "variant "):
+    for line in _scenario_lines(result["baseline"], "baseline") + _scenario_lines(result["variant"], "variant"):
         con.print(line)
     print_table(compare_table(result), "Best deployment per SLO: baseline vs variant", console=con)
     print_table(_binding_rows(result), "What binds", console=con)
@@ -310,7 +316,7 @@ def capacity_table(result: dict) -> list[dict]:
 
 def _capacity_lines(result: dict, sc) -> list[str]:
     ttft = f"TTFT <= {result['slo_ttft_ms']:g} ms" if result["slo_ttft_ms"] is not None else "TTFT unconstrained"
-    return _scenario_lines(sc) + [
+    return _scenario_lines(sc, budget=False) + [
         f"serve {result['rate_requests_per_s']:g} requests/s at TPOT <= {result['slo_tpot_ms']:g} ms, {ttft}",
         f"answer: {result['total_devices']:,} devices ({result['prefill_devices']:,} prefill + {result['decode_devices']:,} decode) in "
         f"{result['supernodes']} supernode(s) of {result['devices_per_supernode']} devices ({result['idle_devices_in_supernodes']:,} left idle); "
@@ -324,14 +330,19 @@ def capacity_markdown(result: dict, sc) -> str:
     return "\n".join(parts)
 
 
-def capacity_files(result: dict, sc) -> dict[str, str]:
+def capacity_rows(result: dict) -> list[dict]:
+    """One flat row per phase (every number, deployment parameters as param_*), for CSV."""
     flat = []
     for phase in ("prefill", "decode"):
         p = result[phase]
-        flat.append({"phase": phase, **{k: v for k, v in p.items() if k != "params"}, **{f"param_{k}": v for k, v in p["params"].items()}})
+        flat.append({"phase": phase, **{k: v for k, v in p.items() if k != "params"}, **{f"param_{k}": v for k, v in p["params"].items()},
+                     "total_devices": result["total_devices"], "supernodes": result["supernodes"]})
     cols = list(dict.fromkeys(k for row in flat for k in row))
-    flat = [{k: row.get(k) for k in cols} for row in flat]
-    return {"capacity.md": capacity_markdown(result, sc), "capacity.csv": to_csv(flat), "capacity.json": to_json(result) + "\n"}
+    return [{k: row.get(k) for k in cols} for row in flat]
+
+
+def capacity_files(result: dict, sc) -> dict[str, str]:
+    return {"capacity.md": capacity_markdown(result, sc), "capacity.csv": to_csv(capacity_rows(result)), "capacity.json": to_json(result) + "\n"}
 
 
 def print_capacity(result: dict, sc, fmt: str, path=None) -> None:
@@ -339,7 +350,7 @@ def print_capacity(result: dict, sc, fmt: str, path=None) -> None:
         print(to_json(result))
         return
     if fmt == "csv":
-        print(to_csv(capacity_table(result)), end="")
+        print(to_csv(capacity_rows(result)), end="")
         return
     if fmt == "md":
         print(capacity_markdown(result, sc))

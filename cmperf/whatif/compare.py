@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from cmperf.errors import InfeasibleError
-from cmperf.whatif.core import Scenario, best, explain
+from cmperf.whatif.core import Scenario, best, decode_grid_for, explain
 
 
 def _delta_pct(a, b):
@@ -55,7 +55,19 @@ def compare(base: Scenario, variant: Scenario) -> dict:
            for r in rows if r["phase"] == "decode"):
         raise InfeasibleError("neither the baseline nor the variant meets any TPOT SLO: " + "; ".join(a["notes"]), where="--tpot")
     notes = [f"baseline: {n}" for n in a["notes"]] + [f"variant: {n}" for n in b["notes"]]
-    return {"baseline": base, "variant": variant, "rows": rows, "notes": notes}
+    return {"baseline": base, "variant": variant, "rows": rows, "notes": notes,
+            "frontier": {"baseline": frontier(base), "variant": frontier(variant)}}
+
+
+def frontier(sc: Scenario, span: float = 2.0) -> list[tuple[float, float]]:
+    """(TPOT ms, tokens/s per device) of the decode Pareto frontier up to `span` x the largest SLO."""
+    from cmperf.solve.search import pareto_front
+
+    grid = decode_grid_for(sc)
+    lat = grid.latency_s.reshape(-1)
+    met = grid.metric.reshape(-1)
+    top = span * max(sc.tpot_ms) * 1e-3
+    return [(float(lat[i]) * 1e3, float(met[i])) for i in pareto_front(grid) if lat[i] <= top]
 
 
 def headline(result: dict) -> list[str]:

@@ -104,10 +104,11 @@ class Scenario:
         spec = self.hw if key in HARDWARE_FIELDS else self.model
         return spec.get(key)
 
-    def describe(self) -> str:
+    def describe(self, budget: bool = True) -> str:
         s = (f"{self.model.name} on {self.hw.name}, {self.input_len}-token prompts, {self.output_len} output tokens, "
              f"MTP acceptance {self.mtp_acceptance:g}, prefix hit {self.prefix_hit:g} (cache over {self.cache_path.upper()}), "
-             f"EPLB {self.eplb}, budget {self.budget} devices")
+             f"EPLB {self.eplb}")
+        s += f", budget {self.budget} devices" if budget else f", instances of up to one system ({self.system_devices} devices)"
         if self.max_mtp != 2:
             s += f", MTP searched up to {self.max_mtp}"
         return s
