@@ -13,7 +13,7 @@ WORKLOAD_FIELDS: dict[str, tuple[type, float, float, str]] = {
     "workload.input_len": (int, 1, 10_000_000, "prompt tokens per request"),
     "workload.output_len": (int, 1, 10_000_000, "generated tokens per request"),
     "workload.mtp_acceptance": (float, 0.0, 1.0, "probability a speculative token is accepted"),
-    "workload.prefix_hit": (float, 0.0, 1.0, "fraction of prompt tokens found in the prefix cache"),
+    "workload.prefix_hit": (float, 0.0, 0.999, "fraction of prompt tokens found in the prefix cache"),
 }
 
 

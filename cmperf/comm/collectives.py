@@ -14,7 +14,7 @@ from cmperf.specs.loader import Spec
 def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, which: str, vector_share=1.0):
     """Fused dispatch or combine written by the vector cores straight into peers' memory.
 
-        T = t_start + tokens * D * m / (W_fit * f_aiv)   (+ the inter-node latency step when off-node)
+        T = t_start + tokens * D * m / (min(W_fit, W_link) * f_aiv)   (+ the inter-node latency step when off-node)
     t_start and W_fit are least-squares fits to the paper's Table 7 (EP8-256, 128 tokens/rank),
     taken on the whole die. The vector cores issue the remote writes, so a stream given the share
     f_aiv of them issues at f_aiv of the fitted rate (decode MoE stream: 16 of 48 AIVs).
@@ -26,17 +26,19 @@ def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, whi
     bw = hw[f"moe_comm.{which}_bandwidth_bytes_per_s"]
     payload = np.asarray(tokens, dtype=float) * destinations * message_bytes
     extra_latency = group_latency_s(hw, ep) - hw["scaleup.latency_intra_s"]
-    return start + extra_latency + transfer_time_s(hw, payload, ep, bw * np.asarray(vector_share, dtype=float))
+    w = bw * np.asarray(vector_share, dtype=float)
+    return start + extra_latency + transfer_time_s(hw, payload, ep, w, w)
 
 
 def bulk_comm_time_s(hw: Spec, bytes_per_die, ranks):
     """A DMA-driven all-to-all or all-gather moving `bytes_per_die` out of each die.
 
         T = t_start + latency + B / (W_write x e_collective)
-    W_write is the paper's measured UB write bandwidth (Table 1); e_collective is data.
+    W_write is the paper's measured UB write bandwidth (Table 1), intra- or inter-node by peer,
+    never above the link peak; e_collective is data.
     """
-    bw = hw["scaleup.write_bandwidth_intra_bytes_per_s"]
-    t = transfer_time_s(hw, bytes_per_die, ranks, bw, hw["efficiency.collective_frac"])
+    t = transfer_time_s(hw, bytes_per_die, ranks, hw["scaleup.write_bandwidth_intra_bytes_per_s"],
+                        hw["scaleup.write_bandwidth_inter_bytes_per_s"], hw["efficiency.collective_frac"])
     start = hw["scaleup.collective_startup_s"] + group_latency_s(hw, ranks)
     return np.where(np.asarray(ranks) > 1, start + t, 0.0)
 

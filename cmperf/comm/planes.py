@@ -25,17 +25,25 @@ def peer_fractions(hw: Spec, ranks):
     return f_node, f_domain, np.clip(1.0 - f_node - f_domain, 0.0, 1.0)
 
 
-def transfer_time_s(hw: Spec, bytes_per_die, ranks, scaleup_bw_intra, efficiency=1.0):
+def link_peak_bytes_per_s(hw: Spec) -> float:
+    """One die's scale-up peak, one way: links x link bandwidth. Nothing achieved can exceed it."""
+    return hw["scaleup.links_per_die"] * hw["scaleup.link_bandwidth_bytes_per_s"]
+
+
+def transfer_time_s(hw: Spec, bytes_per_die, ranks, bw_node, bw_domain, efficiency=1.0):
     """Time for a die to send `bytes_per_die` spread evenly over its peers.
 
-    Each share moves at its plane's bandwidth; the shares are sent concurrently over separate
-    planes, so T = max(T_scaleup, T_scaleout) with the scale-up share at a bandwidth derated by the
-    measured inter/intra-node ratio for peers in other nodes.
+        T = max(B (f_node / W_node + f_domain / W_domain) / e,  B f_out / (W_rdma e_rdma))
+    Peers in the same node and in other nodes of the scale-up domain share the die's scale-up
+    links (each at its tier's bandwidth, capped by the link peak); peers in other domains are
+    reached over the scale-out plane concurrently.
     """
     f_node, f_domain, f_out = peer_fractions(hw, ranks)
-    inter_ratio = hw["scaleup.write_bandwidth_inter_bytes_per_s"] / hw["scaleup.write_bandwidth_intra_bytes_per_s"]
+    peak = link_peak_bytes_per_s(hw)
     b = np.asarray(bytes_per_die, dtype=float)
-    t_up = b * (f_node + f_domain / inter_ratio) / (scaleup_bw_intra * efficiency)
+    w_node = np.minimum(bw_node, peak) * efficiency
+    w_domain = np.minimum(bw_domain, peak) * efficiency
+    t_up = b * (f_node / w_node + f_domain / w_domain)
     t_out = b * f_out / (hw["scaleout.bandwidth_bytes_per_s_per_die"] * hw["efficiency.scaleout_frac"])
     return np.maximum(t_up, t_out)
 

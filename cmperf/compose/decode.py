@@ -17,6 +17,7 @@ import numpy as np
 from cmperf.comm.collectives import bulk_comm_time_s, fused_moe_comm_time_s
 from cmperf.compose.memory import activation_bytes, comm_buffer_bytes, kv_bytes_per_token, weight_bytes_per_die
 from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
+from cmperf.costs.elementwise import elementwise_cost
 from cmperf.costs.moe import expected_destinations, hottest_rank_load, placement, popularity_cv
 from cmperf.errors import SpecError
 from cmperf.specs import derived as dv
@@ -33,7 +34,7 @@ class DecodeInputs:
     devices: object = 160
     ep: object = 320
     batch: object = 96  # concurrent requests per device
-    kv_len: object = 4224  # mean context per request
+    kv_len: object = 4096 + 256 / 2  # mean context per request: the paper's input + output / 2
     microbatches: object = 2
     mtp: object = 1
     mtp_acceptance: object = 0.7
@@ -72,7 +73,7 @@ def _attention_ops(die: Die, model: Spec, scope, t, r, kv_len, tp, extra_proj=Fa
     if extra_proj:  # MTP: concatenate embedding and hidden state, project 2d -> d
         ops.append(die.matmul("MTP eh_proj", s, scope, t, 2 * d, d, mm, mm))
     ops += [
-        die.vector("norms, RoPE, quantisation", s, scope, t * (2 * d + qr + kvr + h * (rope + v)) , 6.0, 2.0 * ab),
+        die.vector("norms, RoPE, quantisation", s, scope, t * (2 * d + qr + kvr + h * (rope + v)) , *elementwise_cost("norm_quant", model)),
         die.matmul("q_a + kv_a down-projection", s, scope, mt, d, (qr + kvr + rope) / tp, mm, mm),
         die.matmul("q_b up-projection", s, scope, mt, qr, h * (nope + rope) / tp, mm, mm),
         die.matmul("q absorb (W_UK)", s, scope, mt, nope, kvr, mm, mm, groups=h / tp),
@@ -112,9 +113,9 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
     dest = expected_destinations(E, model["moe.n_group"], model["moe.topk_group"], k, ep) + np.where(pl["dedicated"], S, 0.0)
 
     ops = [
-        die.vector("norm, quantisation", s, scope, t * d, 6.0, 2.0 * ab),
+        die.vector("norm, quantisation", s, scope, t * d, *elementwise_cost("norm_quant", model)),
         die.matmul("gate", s, scope, t, d, E, act, act, out_dtype="fp32"),
-        die.vector("top-k routing", s, scope, t * E, 8.0, 4.0),
+        die.vector("top-k routing", s, scope, t * E, *elementwise_cost("topk", model)),
         die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, t, dest, dmsg, ep, "dispatch", die.vector_share), t * dest * dmsg),
     ]
     # The busiest die sets the MoE time: a routed-expert die at its hottest load, or a
@@ -125,12 +126,12 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
     per_group = routed_rows / groups
     r_ops = [
         die.matmul("experts gate/up (grouped)", s, scope, per_group, d, 2 * inter, mm, mm, groups=groups),
-        die.vector("SwiGLU, quantisation", s, scope, routed_rows * 2 * inter, 4.0, 1.5 * ab),
+        die.vector("SwiGLU, quantisation", s, scope, routed_rows * 2 * inter, *elementwise_cost("swiglu_quant", model)),
         die.matmul("experts down (grouped)", s, scope, per_group, inter, d, mm, mm, groups=groups),
     ]
     sh_ops = [
         die.matmul("experts gate/up (grouped)", s, scope, shared_rows, d, 2 * inter, mm, mm),
-        die.vector("SwiGLU, quantisation", s, scope, shared_rows * 2 * inter, 4.0, 1.5 * ab),
+        die.vector("SwiGLU, quantisation", s, scope, shared_rows * 2 * inter, *elementwise_cost("swiglu_quant", model)),
         die.matmul("experts down (grouped)", s, scope, shared_rows, inter, d, mm, mm),
     ]
     r_total = sum(o.time_s for o in r_ops)
@@ -153,9 +154,9 @@ def _dense_ffn_ops(die: Die, model: Spec, scope, t):
     mm, ab = model["precision.matmul"], DTYPE_BYTES[model["precision.activation"]]
     s = "moe"
     return [
-        die.vector("norm, quantisation", s, scope, t * d, 6.0, 2.0 * ab),
+        die.vector("norm, quantisation", s, scope, t * d, *elementwise_cost("norm_quant", model)),
         die.matmul("dense FFN gate/up", s, scope, t, d, 2 * inter, mm, mm),
-        die.vector("SwiGLU, quantisation", s, scope, t * 2 * inter, 4.0, 1.5 * ab),
+        die.vector("SwiGLU, quantisation", s, scope, t * 2 * inter, *elementwise_cost("swiglu_quant", model)),
         die.matmul("dense FFN down", s, scope, t, inter, d, mm, mm),
     ]
 
@@ -215,7 +216,7 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     serial = [
         full.matmul("LM head", "serial", "step", tokens, d, V, model["precision.lm_head"], model["precision.lm_head"], out_dtype="fp32"),
         full.matmul("MTP LM head", "serial", "step", b, d, V, model["precision.lm_head"], model["precision.lm_head"], out_dtype="fp32"),
-        full.vector("sampling", "serial", "step", (tokens + k * b) * V, 5.0, 4.0),
+        full.vector("sampling", "serial", "step", (tokens + k * b) * V, *elementwise_cost("sampling", model)),
     ]
     serial[1].calls = k
     overhead = hw["overhead.decode_step_s"]
@@ -242,7 +243,7 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     mem["KV cache"] = b * tp * max_ctx * kv_bytes_per_token(model, mtp_layers)
     mem["dispatch/combine buffers"] = comm_buffer_bytes(inp.ep, b * q, pl["experts_per_rank"], model["moe.num_experts_per_tok"], dmsg, cmsg)
     mem["activations"] = activation_bytes(model, b * q)
-    mem["reserve"] = hw["memory.reserve_bytes_per_die"] + 0.0 * b
+    mem["reserve"] = hw["memory.reserve_bytes_per_die"]
     used = sum(mem.values())
     cap = hw["die.hbm_capacity_bytes"]
     # Largest batch per device that fits: every batch-dependent term is linear in b.

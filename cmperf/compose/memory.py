@@ -30,8 +30,8 @@ def weight_bytes_per_die(model: Spec, experts_per_rank, attn_tp, mtp_layers):
     emb = dv.embedding_params(model) * ab
     head = dv.embedding_params(model) * DTYPE_BYTES[model["precision.lm_head"]]
     mtp = mtp_layers * dv.mtp_extra_params(model) * wb
-    return {"weights: attention": attn, "weights: dense FFN": dense + 0.0 * attn, "weights: experts": experts,
-            "weights: embedding, LM head, gate, MTP": emb + head + gate + mtp + 0.0 * attn}
+    return {"weights: attention": attn, "weights: dense FFN": dense, "weights: experts": experts,
+            "weights: embedding, LM head, gate, MTP": emb + head + gate + mtp}
 
 
 def kv_bytes_per_token(model: Spec, mtp_layers):

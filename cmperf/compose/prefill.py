@@ -20,6 +20,7 @@ from cmperf.comm.collectives import bulk_comm_time_s, kv_transfer_time_s
 from cmperf.compose.decode import message_bytes
 from cmperf.compose.memory import activation_bytes, kv_bytes_per_token, weight_bytes_per_die
 from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
+from cmperf.costs.elementwise import elementwise_cost
 from cmperf.costs.moe import expected_destinations, hottest_rank_load, placement, popularity_cv
 from cmperf.errors import SpecError
 from cmperf.specs import derived as dv
@@ -57,7 +58,7 @@ def _attention_ops(die: Die, model: Spec, scope, t, S, hit, tp):
     # Causal: a new token at position i attends to i keys; new tokens are positions hS..S.
     mean_ctx = (S * hit + S) / 2.0 + 0.5
     ops = [
-        die.vector("norms, RoPE, quantisation", c, scope, t * (2 * d + qr + kvr + h * (nope + 2 * rope + v)), 6.0, 2.0 * ab),
+        die.vector("norms, RoPE, quantisation", c, scope, t * (2 * d + qr + kvr + h * (nope + 2 * rope + v)), *elementwise_cost("norm_quant", model)),
         die.matmul("q_a + kv_a down-projection (SP)", c, scope, t, d, qr + kvr + rope, mm, mm),
     ]
     if np.any(np.asarray(tp) > 1):
@@ -101,11 +102,11 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: PrefillInputs):
     disp_bytes = t * dest * remote * dmsg
     comb_bytes = t * dest * remote * cmsg
     ops = [
-        die.vector("norm, quantisation", c, scope, t * d, 6.0, 2.0 * ab),
+        die.vector("norm, quantisation", c, scope, t * d, *elementwise_cost("norm_quant", model)),
         die.matmul("gate", c, scope, t, d, E, act, act, out_dtype="fp32"),
         die.comm("dispatch (all-to-all)", x, scope, bulk_comm_time_s(hw, disp_bytes, ep), disp_bytes),
         die.matmul("experts gate/up (grouped)", c, scope, rows / groups, d, 2 * inter, mm, mm, groups=groups),
-        die.vector("SwiGLU, quantisation", c, scope, rows * 2 * inter, 4.0, 1.5 * ab),
+        die.vector("SwiGLU, quantisation", c, scope, rows * 2 * inter, *elementwise_cost("swiglu_quant", model)),
         die.matmul("experts down (grouped)", c, scope, rows / groups, inter, d, mm, mm, groups=groups),
         die.comm("combine (all-to-all)", x, scope, bulk_comm_time_s(hw, comb_bytes, ep), comb_bytes),
     ]
@@ -116,9 +117,9 @@ def _dense_ops(die: Die, model: Spec, scope, t):
     d, inter = model["arch.hidden_size"], model["arch.intermediate_size"]
     mm, ab = model["precision.matmul"], DTYPE_BYTES[model["precision.activation"]]
     return [
-        die.vector("norm, quantisation", "compute", scope, t * d, 6.0, 2.0 * ab),
+        die.vector("norm, quantisation", "compute", scope, t * d, *elementwise_cost("norm_quant", model)),
         die.matmul("dense FFN gate/up", "compute", scope, t, d, 2 * inter, mm, mm),
-        die.vector("SwiGLU, quantisation", "compute", scope, t * 2 * inter, 4.0, 1.5 * ab),
+        die.vector("SwiGLU, quantisation", "compute", scope, t * 2 * inter, *elementwise_cost("swiglu_quant", model)),
         die.matmul("dense FFN down", "compute", scope, t, inter, d, mm, mm),
     ]
 
@@ -192,7 +193,7 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
     mtp_layers = model["mtp.num_nextn_predict_layers"] * (k > 0)
     serial = [
         full.matmul("LM head (last token of each prompt)", "serial", "step", prompts, d, V, model["precision.lm_head"], model["precision.lm_head"], out_dtype="fp32"),
-        full.vector("sampling", "serial", "step", prompts * V, 5.0, 4.0),
+        full.vector("sampling", "serial", "step", prompts * V, *elementwise_cost("sampling", model)),
     ]
     cached = T * hit
     load = cache_load_time_s(hw, model, cached, inp.cache_path, mtp_layers)
@@ -214,7 +215,7 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
     mem["KV cache (batch in flight)"] = kv_per_die
     mem["dispatch/combine buffers"] = t * aux["destinations"] * sum(message_bytes(model)) * 2.0
     mem["activations"] = activation_bytes(model, t) * 2.0
-    mem["reserve"] = hw["memory.reserve_bytes_per_die"] + 0.0 * T
+    mem["reserve"] = hw["memory.reserve_bytes_per_die"]
     used = sum(mem.values())
     cap = hw["die.hbm_capacity_bytes"]
     valid = pl["valid"] & (np.mod(dies, inp.ep) == 0) & (np.mod(dies, tp) == 0) & (np.asarray(inp.ep) <= dies) & (np.asarray(h_ok := hit) < 1)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.estimate import Options, estimate
 from cmperf.compose.binding import binding as stream_binding
-from cmperf.solve.search import Grid, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
+from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
 from cmperf.solve.sizing import best_split
 from cmperf.specs.loader import Spec
 
@@ -143,6 +143,9 @@ def plan(req: PlanRequest) -> PlanResult:
         if not t > 0:
             raise SpecError(f"expected a positive TPOT in ms, got {t}", where="--tpot")
     hw, model, workload = load_specs(req.hardware, req.model, req.sets)
+    # `--set workload.KEY=VALUE` takes precedence over the matching plan option.
+    wl = {k.split(".", 1)[1]: v for k, v in workload.items()}
+    req = replace(req, **{k: v for k, v in wl.items() if k in ("input_len", "output_len", "mtp_acceptance", "prefix_hit")})
     dies_pkg = hw["package.dies"]
     system = hw["system.nodes"] * hw["node.packages"]
     budget = req.devices or system
@@ -179,11 +182,9 @@ def plan(req: PlanRequest) -> PlanResult:
         _explain(rec, req)
 
     sizing = []
-    p_best, p_flat = best_per_deployment(pg, ttft_s)
-    p_opts = _best_by_devices(pg, p_best, p_flat)
+    p_opts = best_by_devices(pg, ttft_s)
     for t in req.tpot_ms:
-        d_best, d_flat = best_per_deployment(dg, t * 1e-3)
-        d_opts = _best_by_devices(dg, d_best, d_flat)
+        d_opts = best_by_devices(dg, t * 1e-3)
         split = best_split(budget, [o[0] for o in p_opts], [o[1] for o in p_opts], [o[0] for o in d_opts], [o[1] for o in d_opts],
                            req.input_len, req.output_len)
         if split:
@@ -200,18 +201,3 @@ def plan(req: PlanRequest) -> PlanResult:
         p["tokens_per_s_per_device"] = float(dg.metric.reshape(-1)[flat])
         front.append(p)
     return PlanResult(req, hw, model, budget, records, sizing, front, dg.size, pg.size, paper)
-
-
-def _best_by_devices(grid: Grid, best: np.ndarray, flat: np.ndarray) -> list[tuple[int, float, int]]:
-    """(devices, tokens/s per device, flat index) of the best feasible deployment per instance size."""
-    st = grid.axes["structure"]
-    b = best.reshape(len(st), -1)
-    f = flat.reshape(len(st), -1)
-    out = {}
-    for s in range(len(st)):
-        j = int(np.argmax(b[s]))
-        if np.isfinite(b[s, j]):
-            d = int(st.devices[s])
-            if d not in out or b[s, j] > out[d][1]:
-                out[d] = (d, float(b[s, j]), int(f[s, j]))
-    return sorted(out.values())

@@ -157,3 +157,19 @@ def pareto_front(grid: Grid) -> np.ndarray:
     running = np.maximum.accumulate(thr)
     keep = np.concatenate([[True], thr[1:] > running[:-1]]) if len(thr) else np.array([], bool)
     return idx[keep]
+
+
+def best_by_devices(grid: Grid, slo_s: float | None) -> list[tuple[int, float, int]]:
+    """(devices, tokens/s per device, flat index) of the best deployment meeting the SLO, per instance size."""
+    best, flat = best_per_deployment(grid, slo_s)
+    st = grid.axes["structure"]
+    b = best.reshape(len(st), -1)
+    f = flat.reshape(len(st), -1)
+    j = np.argmax(b, axis=1)
+    top = b[np.arange(len(st)), j]
+    out: dict[int, tuple[int, float, int]] = {}
+    for s in np.flatnonzero(np.isfinite(top)):  # one row per structure (instance size x redundancy), not per candidate
+        d = int(st.devices[s])
+        if d not in out or top[s] > out[d][1]:
+            out[d] = (d, float(top[s]), int(f[s, j[s]]))
+    return sorted(out.values())

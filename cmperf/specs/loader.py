@@ -64,6 +64,7 @@ class Spec:
                 raise SpecError(unknown_key_message(key, self.fields), where=origin)
             values[key] = _check_value(raw, spec_field, where=f"{origin} {key}", from_text=isinstance(raw, str))
             prov[key] = Provenance(source="override", kind="assumed", note=f"set by {origin}")
+        cross_check(self.kind, values, origin)
         return replace(
             self,
             values=MappingProxyType(values),
@@ -120,6 +121,35 @@ def _parse_number(text: str, where: str) -> float:
     except ValueError:
         raise SpecError(f"expected a number, got {text!r}", where=where) from None
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+#: (part, whole): a stream or task cannot hold more cores than the die has.
+_WITHIN = [
+    ("overlap.decode_attention_matrix_cores", "die.matrix_cores"),
+    ("overlap.decode_moe_matrix_cores", "die.matrix_cores"),
+    ("overlap.decode_attention_vector_cores", "die.vector_cores"),
+    ("overlap.decode_moe_vector_cores", "die.vector_cores"),
+    ("overlap.prefill_comm_matrix_cores", "die.matrix_cores"),
+]
+
+
+def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
+    """Relations between keys that no single key's check can see."""
+    if kind == "hardware":
+        for part, whole in _WITHIN:
+            if part in values and whole in values and values[part] > values[whole]:
+                raise SpecError(f"{part} = {values[part]} exceeds {whole} = {values[whole]}; expected at most {values[whole]}", where=where)
+        if values.get("overlap.prefill_comm_matrix_cores", 0) >= values.get("die.matrix_cores", 1):
+            raise SpecError("overlap.prefill_comm_matrix_cores must leave at least one matrix core for compute", where=where)
+    else:
+        if values.get("moe.topk_group", 0) > values.get("moe.n_group", 0):
+            raise SpecError("moe.topk_group exceeds moe.n_group", where=where)
+        if values.get("moe.num_experts_per_tok", 0) > values.get("moe.n_routed_experts", 0):
+            raise SpecError("moe.num_experts_per_tok exceeds moe.n_routed_experts", where=where)
+        if values.get("moe.n_routed_experts", 0) % max(values.get("moe.n_group", 1), 1):
+            raise SpecError("moe.n_routed_experts must divide evenly into moe.n_group groups", where=where)
+        if values.get("arch.first_k_dense_replace", 0) > values.get("arch.num_hidden_layers", 0):
+            raise SpecError("arch.first_k_dense_replace exceeds arch.num_hidden_layers", where=where)
 
 
 def parse_spec(path: Path, kind: str) -> Spec:
@@ -186,6 +216,7 @@ def parse_spec(path: Path, kind: str) -> Spec:
     missing = [k for k, f in fields.items() if not f.optional and k not in values]
     if missing:
         raise SpecError(f"missing key(s): {', '.join(missing)}", where=where)
+    cross_check(kind, values, where)
     return Spec(
         kind=kind,
         name=meta["name"],

@@ -19,7 +19,8 @@ import math
 
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.solve.search import best_latency_s, params_at
-from cmperf.whatif.core import Scenario, best_by_devices, decode_grid_for, deployment_text, explain, prefill_grid_for
+from cmperf.solve.search import best_by_devices
+from cmperf.whatif.core import Scenario, decode_grid_for, deployment_text, explain, prefill_grid_for
 
 
 def _choose(options, rate: float, tokens_per_request: float) -> tuple | None:

@@ -420,24 +420,3 @@ def refined_best(sc: Scenario, phase: str, slo_ms: float | None, top: int = 8) -
     m = np.where(ok, np.broadcast_to(res["tokens_per_s_per_device"], shape), -np.inf)
     v = float(m.max())
     return v if math.isfinite(v) else float("nan")
-
-
-# ---- best deployment per instance size (capacity) ------------------------------------------------
-
-
-def best_by_devices(grid, slo_s: float | None) -> list[tuple[int, float, int]]:
-    """(devices, tokens/s per device, flat index) of the best deployment meeting the SLO, per instance size."""
-    from cmperf.solve.search import best_per_deployment
-
-    best_m, flat = best_per_deployment(grid, slo_s)
-    st = grid.axes["structure"]
-    b = best_m.reshape(len(st), -1)
-    f = flat.reshape(len(st), -1)
-    out: dict[int, tuple[int, float, int]] = {}
-    for s in range(len(st)):
-        j = int(np.argmax(b[s]))
-        if np.isfinite(b[s, j]):
-            d = int(st.devices[s])
-            if d not in out or b[s, j] > out[d][1]:
-                out[d] = (d, float(b[s, j]), int(f[s, j]))
-    return sorted(out.values())

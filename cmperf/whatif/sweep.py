@@ -135,7 +135,11 @@ def run_sweep(base: Scenario, axes: list[Axis], progress=None) -> dict:
         sc = base
         for ax, v in zip(axes, vals):
             sc = set_value(sc, ax.key, v, ax.where, allow_slo=True, record=False)
-        results[idx] = (vals, sc, best(sc))
+        try:
+            res = best(sc)
+        except SpecError as exc:  # a point the end-point checks could not foresee: report it, keep sweeping
+            res = {"decode": [None] * len(sc.tpot_ms), "prefill": None, "notes": [f"invalid point: {exc}"]}
+        results[idx] = (vals, sc, res)
         if progress:
             progress()
     rows, notes = [], []

@@ -199,14 +199,21 @@ def test_fused_dispatch_within_a_node(hw):
 
 
 def test_fused_combine_across_nodes_with_vector_share(hw):
-    # EP320: + (inter - intra) latency; other-node peers at the inter/intra write ratio
-    # (135/137 GB/s, Table 1); the decode MoE stream has 16 of 48 vector cores.
+    # EP320: + (inter - intra) latency; all peers at the fitted rate, capped by the link peak
+    # (7 x 28 GB/s); the decode MoE stream has 16 of 48 vector cores.
     D, share, tokens = 9.0, 16 / 48, 96
     payload = tokens * D * 14336
-    ratio = hw["scaleup.write_bandwidth_inter_bytes_per_s"] / hw["scaleup.write_bandwidth_intra_bytes_per_s"]
-    t_up = payload * (15 / 319 + (304 / 319) / ratio) / (hw["moe_comm.combine_bandwidth_bytes_per_s"] * share)
+    w = min(hw["moe_comm.combine_bandwidth_bytes_per_s"], hw["scaleup.links_per_die"] * hw["scaleup.link_bandwidth_bytes_per_s"])
+    t_up = payload / (w * share)
     want = hw["moe_comm.combine_startup_s"] + (hw["scaleup.latency_inter_s"] - hw["scaleup.latency_intra_s"]) + t_up
     assert float(fused_moe_comm_time_s(hw, tokens, D, 14336, 320, "combine", share)) == approx(want)
+
+
+def test_link_peak_caps_the_fused_bandwidth(hw):
+    """Halving the UB links halves what the combine (fitted at the link peak) can move."""
+    half = hw.with_values({"scaleup.link_bandwidth_bytes_per_s": hw["scaleup.link_bandwidth_bytes_per_s"] / 2})
+    payload_time = lambda h: float(fused_moe_comm_time_s(h, 128, 8, 14336, 16, "combine")) - h["moe_comm.combine_startup_s"]
+    assert payload_time(half) == approx(2 * payload_time(hw))
 
 
 def _collective_start(hw):
