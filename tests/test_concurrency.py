@@ -121,11 +121,6 @@ def test_plan_killed_while_writing_leaves_no_partial_folder(tmp_path):
     assert caught >= 1, "never caught a run mid-write"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cmperf/report/files.py:28 creates the report with tempfile.mkdtemp (mode 0700) and renames it into place, so "
-    "every plan-* folder is private to its owner whatever the umask: reports written to a shared --out are "
-    "unreadable by the rest of the team (a plain mkdir would give 0755 under umask 022). Fix: os.chmod(tmp, "
-    "0o777 & ~umask) before the rename"))
 def test_report_folder_honours_the_umask(tmp_path):
     out = tmp_path / "reports"
     rc, _, err = finish(start_plan(out, cwd=tmp_path))

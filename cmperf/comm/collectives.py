@@ -14,7 +14,8 @@ from cmperf.specs.loader import Spec
 def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, which: str, vector_share=1.0):
     """Fused dispatch or combine written by the vector cores straight into peers' memory.
 
-        T = t_start + tokens * D * m / (min(W_fit, W_link) * f_aiv)   (+ the inter-node latency step when off-node)
+        T = t_start + t_lat(group) + tokens * D * m / (min(W_fit, W_link) * f_aiv)
+    t_lat is the small-message latency to the group's farthest peer (Table 1);
     t_start and W_fit are least-squares fits to the paper's Table 7 (EP8-256, 128 tokens/rank),
     taken on the whole die. The vector cores issue the remote writes, so a stream given the share
     f_aiv of them issues at f_aiv of the fitted rate (decode MoE stream: 16 of 48 AIVs).
@@ -25,9 +26,9 @@ def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, whi
     start = hw[f"moe_comm.{which}_startup_s"]
     bw = hw[f"moe_comm.{which}_bandwidth_bytes_per_s"]
     payload = np.asarray(tokens, dtype=float) * destinations * message_bytes
-    extra_latency = group_latency_s(hw, ep) - hw["scaleup.latency_intra_s"]
+    latency = group_latency_s(hw, ep)
     w = bw * np.asarray(vector_share, dtype=float)
-    return start + extra_latency + transfer_time_s(hw, payload, ep, w, w)
+    return start + latency + transfer_time_s(hw, payload, ep, w, w)
 
 
 def bulk_comm_time_s(hw: Spec, bytes_per_die, ranks):

@@ -26,6 +26,9 @@ def write_run_dir(parent: str | Path, prefix: str, files: dict[str, str], tag: s
         raise SpecError(f"cannot create the report directory: {exc}", where=f"--out {parent}") from None
     stamp = tag or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     tmp = Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report folder is as shared as the umask says
     try:
         for name, text in files.items():
             with open(tmp / name, "w", encoding="utf-8") as fh:

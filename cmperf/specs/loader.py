@@ -18,6 +18,10 @@ from cmperf.errors import SpecError
 from cmperf.specs.schema import DTYPES, HARDWARE_FIELDS, KINDS, MODEL_FIELDS, Field
 
 _ENTRY_KEYS = {"value", "source", "kind", "note"}
+#: Bounds that keep every later product finite: whole-number fields are counts and shapes, and a
+#: physical quantity in SI base units beyond 1e30 (or below 1e-30) is a typo, not hardware.
+MAX_INT = 2**31 - 1
+MIN_MAGNITUDE, MAX_MAGNITUDE = 1e-30, 1e30
 _META_KEYS = {"name", "description"}
 
 
@@ -98,13 +102,21 @@ def _check_value(raw: Any, f: Field, *, where: str, from_text: bool = False) -> 
         raise SpecError(f"expected a number ({f.unit or 'count'}), got {raw!r}", where=where)
     if f.type == "int":
         if isinstance(raw, float):
-            if not raw.is_integer():
+            if not math.isfinite(raw) or not raw.is_integer():
                 raise SpecError(f"expected a whole number, got {raw!r}", where=where)
             raw = int(raw)
+        if abs(raw) > MAX_INT:
+            digits = len(str(abs(raw)))
+            raise SpecError(f"expected a whole number of at most {MAX_INT:,}, got one of {digits} digits", where=where)
     else:
-        raw = float(raw)
+        try:
+            raw = float(raw)
+        except OverflowError:
+            raise SpecError(f"expected a finite number, got an integer of {len(str(raw))} digits", where=where) from None
     if isinstance(raw, float) and not math.isfinite(raw):
         raise SpecError(f"expected a finite number, got {raw!r}", where=where)
+    if isinstance(raw, float) and raw != 0 and not MIN_MAGNITUDE <= abs(raw) <= MAX_MAGNITUDE:
+        raise SpecError(f"expected a magnitude between {MIN_MAGNITUDE:g} and {MAX_MAGNITUDE:g} (or 0 where allowed), got {raw!r}", where=where)
     unit = f" {f.unit}" if f.unit and f.unit != "fraction" else ""
     if f.check == "positive" and not raw > 0:
         raise SpecError(f"expected a positive number{unit}, got {raw!r}", where=where)
@@ -136,6 +148,9 @@ _WITHIN = [
 def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
     """Relations between keys that no single key's check can see."""
     if kind == "hardware":
+        waves = [k for k in ("die.matrix_block_rows", "die.matrix_block_cols", "die.core_bandwidth_bytes_per_s") if k in values]
+        if waves and len(waves) < 3:
+            raise SpecError("die.matrix_block_rows, die.matrix_block_cols and die.core_bandwidth_bytes_per_s go together: give all three or none", where=where)
         for part, whole in _WITHIN:
             if part in values and whole in values and values[part] > values[whole]:
                 raise SpecError(f"{part} = {values[part]} exceeds {whole} = {values[whole]}; expected at most {values[whole]}", where=where)
@@ -144,10 +159,12 @@ def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
     else:
         if values.get("moe.topk_group", 0) > values.get("moe.n_group", 0):
             raise SpecError("moe.topk_group exceeds moe.n_group", where=where)
-        if values.get("moe.num_experts_per_tok", 0) > values.get("moe.n_routed_experts", 0):
-            raise SpecError("moe.num_experts_per_tok exceeds moe.n_routed_experts", where=where)
         if values.get("moe.n_routed_experts", 0) % max(values.get("moe.n_group", 1), 1):
             raise SpecError("moe.n_routed_experts must divide evenly into moe.n_group groups", where=where)
+        cand = values.get("moe.topk_group", 0) * values.get("moe.n_routed_experts", 0) // max(values.get("moe.n_group", 1), 1)
+        if values.get("moe.num_experts_per_tok", 0) > cand:
+            raise SpecError(f"moe.num_experts_per_tok = {values.get('moe.num_experts_per_tok')} exceeds the {cand} experts a token may choose "
+                            "from (moe.topk_group x moe.n_routed_experts / moe.n_group)", where=where)
         if values.get("arch.first_k_dense_replace", 0) > values.get("arch.num_hidden_layers", 0):
             raise SpecError("arch.first_k_dense_replace exceeds arch.num_hidden_layers", where=where)
 

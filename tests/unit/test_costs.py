@@ -191,28 +191,27 @@ def test_peer_fractions_across_nodes_and_domains(hw):
 
 
 def test_fused_dispatch_within_a_node(hw):
-    # EP8 stays in one node: T = t_start + tokens x D x m / W_fit (no extra latency, no derating).
-    # cm384 file: t_start 87.6 us, W_fit 127 GB/s (Table 7 fit).
+    # EP8 stays in one node: T = t_start + intra-node latency + tokens x D x m / W_fit.
     D = 3.5
-    want = hw["moe_comm.dispatch_startup_s"] + 128 * D * 7680 / hw["moe_comm.dispatch_bandwidth_bytes_per_s"]
+    want = hw["moe_comm.dispatch_startup_s"] + hw["scaleup.latency_intra_s"] + 128 * D * 7680 / hw["moe_comm.dispatch_bandwidth_bytes_per_s"]
     assert float(fused_moe_comm_time_s(hw, 128, D, 7680, 8, "dispatch")) == approx(want)
 
 
 def test_fused_combine_across_nodes_with_vector_share(hw):
-    # EP320: + (inter - intra) latency; all peers at the fitted rate, capped by the link peak
+    # EP320: + inter-node latency; all peers at the fitted rate, capped by the link peak
     # (7 x 28 GB/s); the decode MoE stream has 16 of 48 vector cores.
     D, share, tokens = 9.0, 16 / 48, 96
     payload = tokens * D * 14336
     w = min(hw["moe_comm.combine_bandwidth_bytes_per_s"], hw["scaleup.links_per_die"] * hw["scaleup.link_bandwidth_bytes_per_s"])
     t_up = payload / (w * share)
-    want = hw["moe_comm.combine_startup_s"] + (hw["scaleup.latency_inter_s"] - hw["scaleup.latency_intra_s"]) + t_up
+    want = hw["moe_comm.combine_startup_s"] + hw["scaleup.latency_inter_s"] + t_up
     assert float(fused_moe_comm_time_s(hw, tokens, D, 14336, 320, "combine", share)) == approx(want)
 
 
 def test_link_peak_caps_the_fused_bandwidth(hw):
     """Halving the UB links halves what the combine (fitted at the link peak) can move."""
     half = hw.with_values({"scaleup.link_bandwidth_bytes_per_s": hw["scaleup.link_bandwidth_bytes_per_s"] / 2})
-    payload_time = lambda h: float(fused_moe_comm_time_s(h, 128, 8, 14336, 16, "combine")) - h["moe_comm.combine_startup_s"]
+    payload_time = lambda h: float(fused_moe_comm_time_s(h, 128, 8, 14336, 16, "combine")) - h["moe_comm.combine_startup_s"] - h["scaleup.latency_intra_s"]
     assert payload_time(half) == approx(2 * payload_time(hw))
 
 
