@@ -152,6 +152,15 @@ def pareto_front(grid: Grid) -> np.ndarray:
     lat = grid.latency_s.reshape(-1)[sel]
     thr = grid.metric.reshape(-1)[sel]
     idx = np.flatnonzero(sel)
+    # Drop points a coarse staircase (built from a sample) already beats at lower latency: a
+    # frontier point is beaten by nothing, so it always survives; the exact pass then sorts few.
+    if len(lat) > 4096:
+        s_order = np.argsort(lat[::64])
+        s_lat = lat[::64][s_order]
+        s_best = np.maximum.accumulate(thr[::64][s_order])
+        pos = np.searchsorted(s_lat, lat, side="left") - 1
+        beaten = (pos >= 0) & (thr <= s_best[np.maximum(pos, 0)])
+        lat, thr, idx = lat[~beaten], thr[~beaten], idx[~beaten]
     order = np.lexsort((-thr, lat))
     lat, thr, idx = lat[order], thr[order], idx[order]
     running = np.maximum.accumulate(thr)
