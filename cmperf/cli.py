@@ -250,17 +250,33 @@ def _apply_to(spec, sets):
 
 
 def main() -> None:
-    """Console entry point: run the app, turning domain errors into one message and an exit code.
+    """Console entry point: run the app, turning every input error into one line and exit code 2.
 
-    Usage errors (unknown option, bad choice) are typer's own: one message and exit code 2.
+    Domain errors (CmperfError) and typer's usage errors (unknown option, value out of range) both
+    print `cmperf: error: ...` on stderr; `--help` and normal runs are untouched.
     """
+    click_exceptions = typer.BadParameter.__mro__[2]  # ClickException of typer's bundled click
     try:
-        app()
+        app(standalone_mode=False)
     except CmperfError as exc:
         print(f"cmperf: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except click_exceptions as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `cmperf` or `cmperf hardware` alone: show help
+            print(exc.ctx.get_help())
+            sys.exit(0)
+        hint = f" (see `cmperf {exc.ctx.command_path.split(' ', 1)[1]} --help`)" if getattr(exc, "ctx", None) and " " in exc.ctx.command_path else ""
+        print(f"cmperf: error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("cmperf: aborted", file=sys.stderr)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 # Commands defined in their own modules register themselves on `app` when imported.

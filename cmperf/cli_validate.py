@@ -21,8 +21,8 @@ def _fmt_err(err: float, basis: str) -> str:
 
 @app.command()
 def validate(
-    hardware: Annotated[Optional[list[str]], typer.Option("--hardware", help="Only the cases of this hardware name (repeatable) \\[all: see the hardware column].")] = None,
-    published: Annotated[Optional[str], typer.Option("--published", help="A table of published results in the same CSV format \\[the one cmperf ships: cmperf/validation/published.csv].")] = None,
+    hardware: Annotated[Optional[list[str]], typer.Option("--hardware", help="Only the cases of this hardware name (repeatable) [all: see the hardware column].")] = None,
+    published: Annotated[Optional[str], typer.Option("--published", help="A table of published results in the same CSV format [the one cmperf ships: cmperf/validation/published.csv].")] = None,
     fmt: FormatOpt = Format.table,
 ):
     """Compare the model's predictions with every published result cmperf ships (paper and kernel tables).
@@ -61,8 +61,8 @@ def calibrate(
     measurements: Annotated[str, typer.Argument(help="CSV of measurements; columns below.", show_default=False)],
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
-    params: Annotated[Optional[str], typer.Option("--params", help="Comma-separated keys to fit; patterns allowed (moe_comm.*_startup_s) \\[the efficiency.*, moe_comm.* and overhead.decode_step_s keys the measurements inform].")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Path of the new hardware file \\[NAME-calibrated.toml next to the original].")] = None,
+    params: Annotated[Optional[str], typer.Option("--params", help="Comma-separated keys to fit; patterns allowed (moe_comm.*_startup_s) [the efficiency.*, moe_comm.* and overhead.decode_step_s keys the measurements inform].")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Path of the new hardware file [./hardware/NAME-calibrated.toml in the working directory].")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file (never the original).")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Fit and report only; write no file.")] = False,
     fmt: FormatOpt = Format.table,
@@ -73,7 +73,7 @@ def calibrate(
     parameters that some measurement depends on are fitted (checked by a finite-difference probe);
     naming in --params a key no measurement informs is an error. The new file is the original with
     the fitted values replaced, each with kind "fitted" and a note giving the measurements file, the
-    number of rows and the residuals, plus a \\[sources] entry for the file.
+    number of rows and the residuals, plus a [sources] entry for the file.
 
     \b
     MEASUREMENTS.csv: a header row, then one measurement per row ('#' lines are skipped).
@@ -83,7 +83,7 @@ def calibrate(
       metric   what was measured, per kind (below)
       label, note, comment: free text, ignored
     and the columns of the kind (other kinds' columns left empty):
-      gemm      m, n, k, dtype (int8, fp8, bf16, ...), groups \\[1];
+      gemm      m, n, k, dtype (int8, fp8, bf16, ...), groups [1];
                 metric tflops (unit TFLOPS) or seconds (s, ms, us); kernel time, no launch gap
       dispatch  ep, tokens (per rank); metric seconds (may be empty); unit s, ms or us
       combine   as dispatch

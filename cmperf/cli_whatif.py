@@ -203,7 +203,7 @@ def sensitivity(
 
 @app.command()
 def capacity(
-    rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve.", show_default=False)],
+    rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **_range(1e-6, 1e7))],
     tpot: Annotated[str, typer.Option("--tpot", help="TPOT SLO: 50 or 50ms.")] = "50",
     ttft: TtftOpt = None,
     input_len: InputOpt = 4096,

@@ -119,12 +119,15 @@ def setup(tmp_path):
     return tmp_path, hw, meas
 
 
-def test_calibrate_writes_next_to_the_original_and_reports(setup):
+def test_calibrate_writes_into_the_working_directory_and_reports(setup, monkeypatch):
     tmp, hw, meas = setup
+    work = tmp / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # never inside the installed package: ./hardware of where it runs
     original = hw.read_bytes()
     result = invoke("calibrate", str(meas), "--hardware", str(hw))
     assert result.exit_code == 0, (result.output, result.exception)
-    out = tmp / "cm-calibrated.toml"
+    out = work / "hardware" / "cm-calibrated.toml"
     assert out.is_file() and hw.read_bytes() == original
     assert "efficiency.matmul_compute_frac" in result.stdout and "kept: no measurement informs it" in result.stdout
     assert "err_after_pct" in result.stdout and f"wrote {out}" in result.stdout

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from cmperf.costs.moe import placement
+from cmperf.errors import SpecError
 from cmperf.specs.loader import Spec
 
 REDUNDANT_CHOICES = (0, 32, 64, 128)
+#: Largest search evaluated at once: about 300 bytes of intermediate arrays per candidate.
+MAX_CANDIDATES = 4_000_000
 ATTN_TP_CHOICES = (1, 2, 4, 8)
 MICROBATCH_CHOICES = (1, 2, 3)
 MTP_CHOICES = (0, 1, 2)
@@ -45,6 +48,13 @@ def structures(hw: Spec, model: Spec, budget_devices: int, min_devices: int | No
     node = hw["node.packages"]
     dies_pkg = hw["package.dies"]
     lo = min_devices or node
+    per_structure = len(ATTN_TP_CHOICES) * len(MICROBATCH_CHOICES) * len(MTP_CHOICES) * len(batch_grid())
+    max_sizes = MAX_CANDIDATES // (per_structure * len(REDUNDANT_CHOICES))
+    if (budget_devices - lo) // node + 1 > max_sizes:
+        most = lo + (max_sizes - 1) * node
+        raise SpecError(f"a budget of {budget_devices:,} devices is more than one search holds in memory; expected at most "
+                        f"{most:,} devices (instance sizes are searched in whole nodes); for larger fleets plan one system "
+                        f"and scale it with `cmperf capacity`", where="--devices")
     sizes = np.arange(lo, budget_devices + 1, node)
     E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
     dev, ep, red = [], [], []

@@ -18,6 +18,8 @@ from cmperf.errors import SpecError
 from cmperf.specs.schema import DTYPES, HARDWARE_FIELDS, KINDS, MODEL_FIELDS, Field
 
 _ENTRY_KEYS = {"value", "source", "kind", "note"}
+#: Tables of efficiency and calibration factors: their values must say how they were obtained.
+MUST_SAY_KIND = {"efficiency", "moe_comm", "overhead", "routing", "memory"}
 #: Bounds that keep every later product finite: whole-number fields are counts and shapes, and a
 #: physical quantity in SI base units beyond 1e30 (or below 1e-30) is a typo, not hardware.
 MAX_INT = 2**31 - 1
@@ -221,6 +223,8 @@ def parse_spec(path: Path, kind: str) -> Spec:
                 raise SpecError("missing 'source': every value cites an entry of [sources]", where=kw)
             if src not in sources:
                 raise SpecError(f"source '{src}' is not in [sources] (known: {', '.join(sorted(sources))})", where=kw)
+            if "kind" not in entry and section in MUST_SAY_KIND:
+                raise SpecError(f"missing 'kind': a {section}.* value must say how it was obtained ({', '.join(KINDS)})", where=kw)
             kind_ = entry.get("kind", "paper")
             if kind_ not in KINDS:
                 raise SpecError(f"kind must be one of {', '.join(KINDS)}, got {kind_!r}", where=kw)

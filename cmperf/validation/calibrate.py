@@ -351,7 +351,9 @@ def _regenerate(doc: dict, header: str) -> str:
 
 
 def default_out_path(hardware_path: Path) -> Path:
-    return hardware_path.with_name(f"{hardware_path.stem}-calibrated.toml")
+    """./hardware/NAME-calibrated.toml in the working directory: where name lookup finds it first,
+    never inside the installed package."""
+    return Path.cwd() / "hardware" / f"{hardware_path.stem}-calibrated.toml"
 
 
 def write_calibrated(cal: Calibration, out: str | Path | None = None, overwrite: bool = False) -> Path:
@@ -368,6 +370,8 @@ def write_calibrated(cal: Calibration, out: str | Path | None = None, overwrite:
         raise SpecError(f"refusing to overwrite the original hardware file {src_path}; choose another --out", where=where)
     if out_path.exists() and not overwrite:
         raise SpecError(f"{out_path} exists; pass --overwrite to replace it", where=where)
+    if out is None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
     if not out_path.parent.is_dir():
         raise SpecError(f"no such directory: {out_path.parent}", where=where)
 

@@ -65,17 +65,33 @@ def _phase(sc: Scenario, grid, options, rate: float, tokens_per_request: float, 
     return out
 
 
-def pack(instances: list[int], system: int) -> int:
-    """Systems needed to hold instances of the given sizes, first-fit decreasing."""
-    free: list[int] = []
-    for size in sorted(instances, reverse=True):
-        for i, f in enumerate(free):
-            if f >= size:
-                free[i] -= size
-                break
-        else:
-            free.append(system - size)
-    return len(free)
+def pack(groups: list[tuple[int, int]], system: int) -> int:
+    """Systems needed to hold `count` instances of each `size`, first-fit decreasing by size.
+
+    Counted arithmetically over groups of systems with equal free space, so a fleet of millions of
+    instances packs as fast as one of ten.
+    """
+    bins: dict[int, int] = {}  # free devices -> systems with that much free
+    for size, count in sorted(groups, reverse=True):
+        left = count
+        for free in sorted(bins, reverse=True):
+            if left <= 0 or free < size or bins[free] == 0:
+                continue
+            per = free // size
+            placed = min(left, bins[free] * per)
+            full, rem = divmod(placed, per)
+            bins[free] -= full + (1 if rem else 0)
+            bins[free - per * size] = bins.get(free - per * size, 0) + full
+            if rem:
+                bins[free - rem * size] = bins.get(free - rem * size, 0) + 1
+            left -= placed
+        if left > 0:
+            per = system // size
+            full, rem = divmod(left, per)
+            bins[system - per * size] = bins.get(system - per * size, 0) + full
+            if rem:
+                bins[system - rem * size] = bins.get(system - rem * size, 0) + 1
+    return sum(bins.values())
 
 
 def capacity(sc: Scenario, rate: float) -> dict:
@@ -98,9 +114,8 @@ def capacity(sc: Scenario, rate: float) -> dict:
                               f"the best achievable TTFT is {best_latency_s(pg) * 1e3:.1f} ms", where="--ttft")
     pre = _phase(sc, pg, p_opts, rate, sc.input_len, sc.ttft_ms, "prefill")
     dec = _phase(sc, dg, d_opts, rate, sc.output_len, slo, "decode")
-    sizes = [pre["devices_per_instance"]] * pre["instances"] + [dec["devices_per_instance"]] * dec["instances"]
     total = pre["devices"] + dec["devices"]
-    supernodes = pack(sizes, system)
+    supernodes = pack([(pre["devices_per_instance"], pre["instances"]), (dec["devices_per_instance"], dec["instances"])], system)
     return {
         "rate_requests_per_s": rate, "input_len": sc.input_len, "output_len": sc.output_len,
         "slo_tpot_ms": slo, "slo_ttft_ms": sc.ttft_ms, "prefix_hit": sc.prefix_hit, "cache_path": sc.cache_path,

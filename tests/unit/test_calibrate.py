@@ -35,6 +35,12 @@ DISPATCHES = [(8, 64), (8, 512), (32, 128), (128, 256), (256, 128), (256, 1024)]
 HEADER = ["kind", "m", "n", "k", "groups", "dtype", "ep", "tokens", "metric", "value", "unit", "label"]
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path, monkeypatch):
+    """calibrate writes ./hardware/NAME-calibrated.toml by default: keep it out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture()
 def hw_copy(tmp_path) -> Path:
     dst = tmp_path / "cm.toml"
@@ -87,12 +93,13 @@ def test_default_parameters_fit_only_the_informed_ones(tmp_path, hw_copy):
     assert kept["efficiency.hbm_frac"]["after"] == kept["efficiency.hbm_frac"]["before"]
 
 
-def test_written_file_loads_with_fitted_provenance_and_original_is_unchanged(tmp_path, hw_copy):
+def test_written_file_loads_with_fitted_provenance_and_original_is_unchanged(tmp_path, hw_copy, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output is ./hardware/NAME-calibrated.toml
     before_hash = hashlib.sha256(hw_copy.read_bytes()).hexdigest()
     csv_path = synthetic_csv(tmp_path / "m.csv", hw_copy, TRUE)
     cal = calibrate(csv_path, str(hw_copy), params=list(TRUE))
     out = write_calibrated(cal)
-    assert out == tmp_path / "cm-calibrated.toml"
+    assert out == tmp_path / "hardware" / "cm-calibrated.toml"
     assert hashlib.sha256(hw_copy.read_bytes()).hexdigest() == before_hash
     new = load_hardware(str(out))
     old = parse_spec(hw_copy, "hardware")
