@@ -12,8 +12,7 @@ Run: python scripts/fit_cloudmatrix384.py   (prints the values; edit the TOML fi
 import numpy as np
 from scipy.optimize import brentq, least_squares
 
-from cmperf.comm.collectives import fused_moe_comm_time_s
-from cmperf.costs.moe import expected_destinations
+from cmperf.comm.collectives import fused_benchmark_time_s
 from cmperf.costs.roofline import matmul_efficiency
 from cmperf.estimate import Options, estimate
 from cmperf.specs import load_hardware, load_model
@@ -33,14 +32,11 @@ def main():
     fit = least_squares(lambda p: matmul_efficiency(m, k, tile, p[0], p[1]) - util, [0.85, 300], bounds=([0.1, 0], [1, 1e4]))
     print(f"efficiency.matmul_compute_frac = {fit.x[0]:.3f}; matmul_k_overhead_elements = {fit.x[1]:.0f}; max residual {np.abs(fit.fun).max() * 100:.1f} points")
 
-    d = model["arch.hidden_size"]
-    msgs = {"dispatch": d + model["quant.dispatch_scale_bytes_per_token"], "combine": 2 * d}
-    dest = expected_destinations(model["moe.n_routed_experts"], model["moe.n_group"], model["moe.topk_group"], model["moe.num_experts_per_tok"], EP)
     link = hw["scaleup.links_per_die"] * hw["scaleup.link_bandwidth_bytes_per_s"]
     for which, meas in (("dispatch", DISPATCH_US), ("combine", COMBINE_US)):
         def resid(p):
             h = hw.with_values({f"moe_comm.{which}_startup_s": p[0] * 1e-6, f"moe_comm.{which}_bandwidth_bytes_per_s": p[1] * 1e9})
-            return fused_moe_comm_time_s(h, TOKENS, dest, msgs[which], EP, which) * 1e6 / meas - 1
+            return fused_benchmark_time_s(h, model, which, EP, TOKENS) * 1e6 / meas - 1
         f = least_squares(resid, [50, 100], bounds=([0, 1], [1e3, link / 1e9]))
         print(f"moe_comm.{which}_startup_s = {f.x[0] * 1e-6:.3g}; {which}_bandwidth_bytes_per_s = {f.x[1] * 1e9:.3g}; max error {np.abs(f.fun).max() * 100:.1f}%")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from cmperf.comm.planes import group_latency_s, transfer_time_s
+from cmperf.costs.moe import busiest_link_messages, expected_destinations, hottest_rank_load, message_bytes
 from cmperf.specs.loader import Spec
 
 
@@ -51,3 +52,17 @@ def kv_transfer_time_s(hw: Spec, kv_bytes_per_die):
     """
     bw = hw["scaleout.bandwidth_bytes_per_s_per_die"] * hw["efficiency.scaleout_frac"]
     return hw["scaleout.latency_s"] + np.asarray(kv_bytes_per_die, dtype=float) / bw
+
+
+def fused_benchmark_time_s(hw: Spec, model: Spec, which: str, ep, tokens):
+    """One fused dispatch or combine as the paper's Table 7 measured it: `tokens` per rank over
+    `ep` ranks, routing uniform at random (Poisson excess at the busiest receiver, no popularity
+    skew), the operator alone on the whole die. The same function fits, validates and tests it.
+    """
+    k, E = model["moe.num_experts_per_tok"], model["moe.n_routed_experts"]
+    ep = np.asarray(ep, dtype=float)
+    dest = expected_destinations(E, model["moe.n_group"], model["moe.topk_group"], k, ep)
+    hot = hottest_rank_load(np.asarray(tokens, dtype=float) * k, np.maximum(E / ep, 1.0), ep, 0.0)
+    msgs = busiest_link_messages(tokens, dest, hot, dest, k)
+    msg = message_bytes(model)[0 if which == "dispatch" else 1]
+    return fused_moe_comm_time_s(hw, msgs, 1.0, msg, ep, which)

@@ -18,7 +18,7 @@ from cmperf.comm.collectives import bulk_comm_time_s, fused_moe_comm_time_s
 from cmperf.compose.memory import activation_bytes, comm_buffer_bytes, kv_bytes_per_token, weight_bytes_per_die
 from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
 from cmperf.costs.elementwise import elementwise_cost
-from cmperf.costs.moe import expected_destinations, hottest_rank_load, placement, popularity_cv
+from cmperf.costs.moe import busiest_link_messages, expected_destinations, message_bytes, hottest_rank_load, placement, popularity_cv
 from cmperf.errors import SpecError
 from cmperf.specs import derived as dv
 from cmperf.specs.loader import Spec
@@ -42,13 +42,6 @@ class DecodeInputs:
     attn_tp: object = 1
     eplb_perfect: object = False
     extra: dict = field(default_factory=dict)
-
-
-def message_bytes(model: Spec):
-    d = model["arch.hidden_size"]
-    disp_dt = model["precision.dispatch"]
-    scale = model["quant.dispatch_scale_bytes_per_token"] if DTYPE_BYTES[disp_dt] < 2 else 0.0
-    return d * DTYPE_BYTES[disp_dt] + scale, d * DTYPE_BYTES[model["precision.combine"]]
 
 
 def expected_tokens_per_step(mtp, acceptance):
@@ -110,13 +103,15 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
     c = pl["routed_per_rank"]
     shared_rows = np.where(pl["dedicated"], tokens_in_group * S / np.maximum(pl["shared_copies"], 1.0), t * S)
     dmsg, cmsg = message_bytes(model)
-    dest = expected_destinations(E, model["moe.n_group"], model["moe.topk_group"], k, ep) + np.where(pl["dedicated"], S, 0.0)
+    routed_dest = expected_destinations(E, model["moe.n_group"], model["moe.topk_group"], k, ep)
+    dest = routed_dest + np.where(pl["dedicated"], S, 0.0)
+    msgs = busiest_link_messages(t, dest, hot, routed_dest, k, np.where(pl["dedicated"], shared_rows, 0.0))
 
     ops = [
         die.vector("norm, quantisation", s, scope, t * d, *elementwise_cost("norm_quant", model)),
         die.matmul("gate", s, scope, t, d, E, act, act, out_dtype="fp32"),
         die.vector("top-k routing", s, scope, t * E, *elementwise_cost("topk", model)),
-        die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, t, dest, dmsg, ep, "dispatch", die.vector_share), t * dest * dmsg),
+        die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, dmsg, ep, "dispatch", die.vector_share), msgs * dmsg),
     ]
     # The busiest die sets the MoE time: a routed-expert die at its hottest load, or a
     # shared-expert die (dedicated layout); in the replicated layout every die also runs its
@@ -144,7 +139,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
             np.where(routed_binds, ro.hbm_bytes, so.hbm_bytes), np.where(routed_binds, ro.bound, so.bound),
             engine=ro.engine, full_die_time_s=np.where(routed_binds, ro.full_die_time_s, so.full_die_time_s),
         ))
-    ops.append(die.comm("combine", s, scope, fused_moe_comm_time_s(hw, t, dest, cmsg, ep, "combine", die.vector_share), t * dest * cmsg))
+    ops.append(die.comm("combine", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, cmsg, ep, "combine", die.vector_share), msgs * cmsg))
     aux = {"placement": pl, "hot_rank_tokens": hot, "mean_rank_tokens": mean_rank, "destinations": dest, "shared_rows": shared_rows}
     return ops, aux
 

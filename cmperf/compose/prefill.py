@@ -17,11 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from cmperf.comm.collectives import bulk_comm_time_s, kv_transfer_time_s
-from cmperf.compose.decode import message_bytes
 from cmperf.compose.memory import activation_bytes, kv_bytes_per_token, weight_bytes_per_die
 from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
 from cmperf.costs.elementwise import elementwise_cost
-from cmperf.costs.moe import expected_destinations, hottest_rank_load, placement, popularity_cv
+from cmperf.costs.moe import busiest_link_messages, expected_destinations, message_bytes, hottest_rank_load, placement, popularity_cv
 from cmperf.errors import SpecError
 from cmperf.specs import derived as dv
 from cmperf.specs.loader import Spec
@@ -97,10 +96,12 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: PrefillInputs):
     rows = np.maximum(hot + np.where(pl["dedicated"], 0.0, shared_rows), np.where(pl["dedicated"], shared_rows, 0.0))
     groups = pl["routed_per_rank"] + np.where(pl["dedicated"], 0.0, S)
     dmsg, cmsg = message_bytes(model)
-    dest = expected_destinations(E, model["moe.n_group"], model["moe.topk_group"], k, ep) + np.where(pl["dedicated"], S, 0.0)
+    routed_dest = expected_destinations(E, model["moe.n_group"], model["moe.topk_group"], k, ep)
+    dest = routed_dest + np.where(pl["dedicated"], S, 0.0)
+    msgs = busiest_link_messages(t, dest, hot, routed_dest, k, np.where(pl["dedicated"], shared_rows, 0.0))
     remote = (ep - 1.0) / np.maximum(ep, 1.0)
-    disp_bytes = t * dest * remote * dmsg
-    comb_bytes = t * dest * remote * cmsg
+    disp_bytes = msgs * remote * dmsg
+    comb_bytes = msgs * remote * cmsg
     ops = [
         die.vector("norm, quantisation", c, scope, t * d, *elementwise_cost("norm_quant", model)),
         die.matmul("gate", c, scope, t, d, E, act, act, out_dtype="fp32"),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from cmperf.specs.loader import Spec
+from cmperf.units import DTYPE_BYTES
+
 
 def placement(n_routed, n_shared, ep, redundant):
     """How `ep` ranks hold the routed, redundant and shared experts.
@@ -88,3 +91,25 @@ def popularity_cv(global_skew, eplb_residual, request_skew, requests_mixed, perf
     m = np.maximum(np.asarray(requests_mixed, dtype=float), 1e-12)
     cv = np.sqrt((global_skew * eplb_residual) ** 2 + request_skew**2 / m)
     return np.where(perfect, 0.0, cv)
+
+
+def busiest_link_messages(tokens, destinations, hot_rows, routed_destinations, top_k, shared_rows=0.0):
+    """Messages through the busiest die's links in one dispatch (or, mirrored, one combine).
+
+        N = max(t x D,  L_hot x D_routed / k,  L_shared)
+    Every die sends t tokens to D destinations; the hottest expert die receives L_hot expert rows,
+    which arrive as L_hot x D_routed / k messages (a token with two experts on one die sends one
+    message); a shared-expert die receives its L_shared rows one message each. The all-to-all
+    finishes when the busiest die has moved its messages.
+    """
+    recv = np.asarray(hot_rows, dtype=float) * np.asarray(routed_destinations, dtype=float) / top_k
+    return np.maximum(np.maximum(np.asarray(tokens, dtype=float) * destinations, recv), shared_rows)
+
+
+def message_bytes(model: Spec) -> tuple[float, float]:
+    """(dispatch, combine) bytes per token per destination: the hidden state at each payload's
+    precision, plus the per-token scale when dispatch is quantised (7.5 KB / 14 KB for DeepSeek-R1)."""
+    d = model["arch.hidden_size"]
+    disp_dt = model["precision.dispatch"]
+    scale = model["quant.dispatch_scale_bytes_per_token"] if DTYPE_BYTES[disp_dt] < 2 else 0.0
+    return d * DTYPE_BYTES[disp_dt] + scale, d * DTYPE_BYTES[model["precision.combine"]]

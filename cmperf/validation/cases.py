@@ -145,15 +145,11 @@ def eval_prefill(case: Case, hw, model) -> float:
 
 def fused_comm_time_s(hw, model, which: str, ep, tokens) -> float:
     """One fused dispatch or combine call of `tokens` tokens per rank over `ep` ranks (whole die)."""
-    from cmperf.comm.collectives import fused_moe_comm_time_s
-    from cmperf.compose.decode import message_bytes
-    from cmperf.costs.moe import expected_destinations
+    from cmperf.comm.collectives import fused_benchmark_time_s
 
     if which not in ("dispatch", "combine"):
         raise SpecError(f"expected dispatch or combine, got {which!r}", where="which")
-    dests = expected_destinations(model["moe.n_routed_experts"], model["moe.n_group"], model["moe.topk_group"], model["moe.num_experts_per_tok"], ep)
-    msg = message_bytes(model)[0 if which == "dispatch" else 1]
-    return _scalar(fused_moe_comm_time_s(hw, tokens, dests, msg, ep, which))
+    return _scalar(fused_benchmark_time_s(hw, model, which, ep, tokens))
 
 
 def eval_fused_comm(case: Case, hw, model) -> float:

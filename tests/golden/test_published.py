@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cmperf.comm.collectives import fused_moe_comm_time_s
+from cmperf.comm.collectives import fused_benchmark_time_s
 from cmperf.costs.moe import expected_destinations
 from cmperf.costs.roofline import BOUND_NAMES
 from cmperf.estimate import Options, estimate, scalar
-from cmperf.specs.loader import load_hardware
+from cmperf.specs.loader import load_hardware, load_model
 
 
 def rel_err(got: float, want: float) -> float:
@@ -82,7 +82,7 @@ COMBINE_US = [118, 132, 146, 150, 150, 149]  # cm384 Table 7, combine latency
 def test_table7_dispatch(ep, want_us):
     # INT8 hidden state + scale = 7,680 B per token per destination. Tolerance 15%.
     hw = load_hardware()
-    got = float(fused_moe_comm_time_s(hw, 128, expected_destinations(256, 8, 4, 8, ep), 7680, ep, "dispatch")) * 1e6
+    got = float(fused_benchmark_time_s(hw, load_model(), "dispatch", ep, 128)) * 1e6
     assert rel_err(got, want_us) < 0.15, got
 
 
@@ -90,16 +90,15 @@ def test_table7_dispatch(ep, want_us):
 def test_table7_combine(ep, want_us):
     # BF16 hidden state = 14,336 B per token per destination. Tolerance 15%.
     hw = load_hardware()
-    got = float(fused_moe_comm_time_s(hw, 128, expected_destinations(256, 8, 4, 8, ep), 14336, ep, "combine")) * 1e6
+    got = float(fused_benchmark_time_s(hw, load_model(), "combine", ep, 128)) * 1e6
     assert rel_err(got, want_us) < 0.15, got
 
 
 def test_table7_latency_grows_with_ep():
     # Table 7 trend: latency rises from EP8 to EP256 as tokens reach more distinct ranks.
     hw = load_hardware()
-    d = expected_destinations(256, 8, 4, 8, np.array(EPS, float))
-    for which, msg in (("dispatch", 7680), ("combine", 14336)):
-        t = np.array([float(fused_moe_comm_time_s(hw, 128, d[i], msg, ep, which)) for i, ep in enumerate(EPS)])
+    for which in ("dispatch", "combine"):
+        t = np.array([float(fused_benchmark_time_s(hw, load_model(), which, ep, 128)) for ep in EPS])
         assert np.all(np.diff(t) > 0), (which, t)
 
 

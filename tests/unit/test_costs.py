@@ -14,7 +14,8 @@ import pytest
 
 from cmperf.comm.collectives import bulk_comm_time_s, fused_moe_comm_time_s, kv_transfer_time_s
 from cmperf.comm.planes import peer_fractions
-from cmperf.compose.decode import expected_tokens_per_step, message_bytes
+from cmperf.compose.decode import expected_tokens_per_step
+from cmperf.costs.moe import message_bytes
 from cmperf.compose.memory import activation_bytes, comm_buffer_bytes, kv_bytes_per_token, weight_bytes_per_die
 from cmperf.costs.moe import expected_destinations, hottest_rank_load, placement, popularity_cv
 from cmperf.costs.roofline import BOUND_NAMES, COMM, COMPUTE, LATENCY, MEMORY, matmul_efficiency, padded_rows, roofline_time_s
