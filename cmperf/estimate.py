@@ -110,6 +110,15 @@ def estimate(phase: str, hardware: str = "cloudmatrix384", model: str = "deepsee
     if input_len + output_len > max_ctx:
         raise SpecError(f"input + output = {input_len + output_len} tokens exceeds the model's {max_ctx}-token context", where="--input-len/--output-len")
     perfect = opts.eplb == "perfect"
+    wrong_phase = (
+        {"--tokens-per-device": opts.tokens_per_device, "--prefix-hit": opts.prefix_hit, "--cache-path": None if opts.cache_path == "ub" else opts.cache_path}
+        if phase == "decode" else {"--batch": opts.batch, "--kv-len": opts.kv_len, "--mtp-acceptance": opts.mtp_acceptance}
+    )
+    given = [k for k, v in wrong_phase.items() if v is not None]
+    if given:
+        raise SpecError(f"does not apply to {phase}; leave it out or estimate the other phase", where=given[0])
+    if opts.kv_len is not None and opts.kv_len > max_ctx:
+        raise SpecError(f"expected at most the model's {max_ctx}-token context, got {opts.kv_len:g}", where="--kv-len")
     if phase == "decode":
         kv_len = opts.kv_len if opts.kv_len is not None else input_len + output_len / 2
         inp = DecodeInputs(

@@ -32,7 +32,7 @@ def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, whi
     return start + latency + transfer_time_s(hw, payload, ep, w, w)
 
 
-def bulk_comm_time_s(hw: Spec, bytes_per_die, ranks):
+def bulk_comm_time_s(hw: Spec, bytes_per_die, ranks, scaleout_bytes=None):
     """A DMA-driven all-to-all or all-gather moving `bytes_per_die` out of each die.
 
         T = t_start + latency + B / (W_write x e_collective)
@@ -40,7 +40,7 @@ def bulk_comm_time_s(hw: Spec, bytes_per_die, ranks):
     never above the link peak; e_collective is data.
     """
     t = transfer_time_s(hw, bytes_per_die, ranks, hw["scaleup.write_bandwidth_intra_bytes_per_s"],
-                        hw["scaleup.write_bandwidth_inter_bytes_per_s"], hw["efficiency.collective_frac"])
+                        hw["scaleup.write_bandwidth_inter_bytes_per_s"], hw["efficiency.collective_frac"], scaleout_bytes)
     start = hw["scaleup.collective_startup_s"] + group_latency_s(hw, ranks)
     return np.where(np.asarray(ranks) > 1, start + t, 0.0)
 

@@ -30,13 +30,14 @@ def link_peak_bytes_per_s(hw: Spec) -> float:
     return hw["scaleup.links_per_die"] * hw["scaleup.link_bandwidth_bytes_per_s"]
 
 
-def transfer_time_s(hw: Spec, bytes_per_die, ranks, bw_node, bw_domain, efficiency=1.0):
+def transfer_time_s(hw: Spec, bytes_per_die, ranks, bw_node, bw_domain, efficiency=1.0, scaleout_bytes=None):
     """Time for a die to send `bytes_per_die` spread evenly over its peers.
 
         T = max(B (f_node / W_node + f_domain / W_domain) / e,  B f_out / (W_rdma e_rdma))
     Peers in the same node and in other nodes of the scale-up domain share the die's scale-up
     links (each at its tier's bandwidth, capped by the link peak); peers in other domains are
-    reached over the scale-out plane concurrently.
+    reached over the scale-out plane concurrently. `scaleout_bytes` replaces B f_out when the
+    sender deduplicates what crosses the scale-out plane.
     """
     f_node, f_domain, f_out = peer_fractions(hw, ranks)
     peak = link_peak_bytes_per_s(hw)
@@ -44,7 +45,8 @@ def transfer_time_s(hw: Spec, bytes_per_die, ranks, bw_node, bw_domain, efficien
     w_node = np.minimum(bw_node, peak) * efficiency
     w_domain = np.minimum(bw_domain, peak) * efficiency
     t_up = b * (f_node / w_node + f_domain / w_domain)
-    t_out = b * f_out / (hw["scaleout.bandwidth_bytes_per_s_per_die"] * hw["efficiency.scaleout_frac"])
+    out = b * f_out if scaleout_bytes is None else np.asarray(scaleout_bytes, dtype=float)
+    t_out = out / (hw["scaleout.bandwidth_bytes_per_s_per_die"] * hw["efficiency.scaleout_frac"])
     return np.maximum(t_up, t_out)
 
 

@@ -65,7 +65,8 @@ def _attention_ops(die: Die, model: Spec, scope, t, S, hit, tp):
         ops.append(die.comm("all-gather latents (SP->TP)", x, scope, bulk_comm_time_s(hw, ag, tp), ag))
     ops += [
         die.matmul("q_b up-projection (TP)", c, scope, mt, qr, h * (nope + rope) / tp, mm, mm),
-        die.matmul("kv_b up-projection (TP)", c, scope, mt, kvr, h * (nope + v) / tp, mm, mm),
+        # K and V of the cached prefix are up-projected from its latents as well (un-absorbed).
+        die.matmul("kv_b up-projection (TP, new and cached tokens)", c, scope, mt / (1.0 - hit), kvr, h * (nope + v) / tp, mm, mm),
     ]
     core_flops = 2.0 * (h / tp) * (nope + rope + v) * mean_ctx * mt
     core_bytes = mt * (h / tp) * (2 * (nope + rope) + 2 * v) * ab
@@ -102,14 +103,21 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: PrefillInputs):
     remote = (ep - 1.0) / np.maximum(ep, 1.0)
     disp_bytes = msgs * remote * dmsg
     comb_bytes = msgs * remote * cmsg
+    out_msgs = None
+    if hw.get("moe_comm.bulk_send_once_per_domain", 0):
+        # Once per destination domain: domains act as coarse EP ranks in the same routing count.
+        domain_dies = hw["system.scaleup_domain_packages"] * hw["package.dies"]
+        domains = np.maximum(ep / domain_dies, 1.0)
+        dom_dest = expected_destinations(E, model["moe.n_group"], model["moe.topk_group"], k, domains)
+        out_msgs = np.where(domains > 1, t * dom_dest * (domains - 1.0) / domains, 0.0)
     ops = [
         die.vector("norm, quantisation", c, scope, t * d, *elementwise_cost("norm_quant", model)),
         die.matmul("gate", c, scope, t, d, E, act, act, out_dtype="fp32"),
-        die.comm("dispatch (all-to-all)", x, scope, bulk_comm_time_s(hw, disp_bytes, ep), disp_bytes),
+        die.comm("dispatch (all-to-all)", x, scope, bulk_comm_time_s(hw, disp_bytes, ep, None if out_msgs is None else out_msgs * dmsg), disp_bytes),
         die.matmul("experts gate/up (grouped)", c, scope, rows / groups, d, 2 * inter, mm, mm, groups=groups),
         die.vector("SwiGLU, quantisation", c, scope, rows * 2 * inter, *elementwise_cost("swiglu_quant", model)),
         die.matmul("experts down (grouped)", c, scope, rows / groups, inter, d, mm, mm, groups=groups),
-        die.comm("combine (all-to-all)", x, scope, bulk_comm_time_s(hw, comb_bytes, ep), comb_bytes),
+        die.comm("combine (all-to-all)", x, scope, bulk_comm_time_s(hw, comb_bytes, ep, None if out_msgs is None else out_msgs * cmsg), comb_bytes),
     ]
     return ops, {"placement": pl, "hot_rank_tokens": hot, "mean_rank_tokens": mean_rank, "destinations": dest}
 

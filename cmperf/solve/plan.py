@@ -67,10 +67,11 @@ def _record(grid: Grid, flat: int, phase: str, slo_tpot, slo_ttft, rank: int, di
 
 
 def _estimate_options(rec: dict, req: PlanRequest) -> Options:
+    decode = rec["phase"] == "decode"
     return Options(devices=rec["devices"], ep=rec["ep"], batch=rec["batch"], input_len=req.input_len, output_len=req.output_len,
                    tokens_per_device=rec["tokens_per_device"], microbatches=rec["microbatches"], mtp=rec["mtp"],
-                   mtp_acceptance=req.mtp_acceptance, eplb=req.eplb, redundant=rec["redundant"], attn_tp=rec["attn_tp"],
-                   prefix_hit=req.prefix_hit, sets=req.sets)
+                   mtp_acceptance=req.mtp_acceptance if decode else None, eplb=req.eplb, redundant=rec["redundant"],
+                   attn_tp=rec["attn_tp"], prefix_hit=None if decode else req.prefix_hit, sets=req.sets)
 
 
 def estimate_command(rec: dict, req: PlanRequest) -> str:
@@ -151,10 +152,19 @@ def plan(req: PlanRequest) -> PlanResult:
     budget = req.devices or system
     if budget < hw["node.packages"]:
         raise SpecError(f"expected at least one node ({hw['node.packages']} devices), got {budget}", where="--devices")
+    max_ctx = model["arch.max_position_embeddings"]
+    if req.input_len + req.output_len > max_ctx:
+        raise SpecError(f"input + output = {req.input_len + req.output_len} tokens exceeds the model's {max_ctx}-token context",
+                        where="--input-len/--output-len")
     perfect = req.eplb == "perfect"
     dg = decode_grid(hw, model, budget, req.input_len, req.output_len, req.mtp_acceptance, perfect)
     pg = prefill_grid(hw, model, budget, req.input_len, perfect, req.prefix_hit)
 
+    for grid, phase in ((dg, "decode"), (pg, "prefill")):
+        if not grid.ok.any():
+            used = np.where(np.broadcast_to(grid.result["valid"], grid.shape), np.broadcast_to(grid.result["hbm_used_bytes_per_die"], grid.shape), np.inf)
+            raise InfeasibleError(f"no {phase} deployment fits in HBM: the smallest needs {used.min() / 1e9:.1f} GB per die, "
+                                  f"the hardware has {hw['die.hbm_capacity_bytes'] / 1e9:.1f} GB", where="--devices/--set")
     for t in req.tpot_ms:
         if not ranked(dg, t * 1e-3, 1):
             raise InfeasibleError(f"no deployment meets TPOT <= {t:g} ms; the best achievable TPOT is {best_latency_s(dg) * 1e3:.2f} ms", where="--tpot")

@@ -94,6 +94,7 @@ HARDWARE_FIELDS: dict[str, Field] = {
     "moe_comm.combine_startup_s": _f("s", "fixed cost of one fused combine call", check="nonneg"),
     "moe_comm.dispatch_bandwidth_bytes_per_s": _f("B/s", "achieved per-die bandwidth of fused dispatch messages"),
     "moe_comm.combine_bandwidth_bytes_per_s": _f("B/s", "achieved per-die bandwidth of fused combine messages"),
+    "moe_comm.bulk_send_once_per_domain": _i("0/1", "1: bulk (prefill) dispatch/combine cross the scale-out plane once per destination domain and forward inside it", check="nonneg", optional=True),
     # Stream split for two-microbatch decode (cores given to each stream).
     "overlap.decode_attention_matrix_cores": _i("cores", "matrix cores of the attention stream"),
     "overlap.decode_attention_vector_cores": _i("cores", "vector cores of the attention stream"),

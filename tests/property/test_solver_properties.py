@@ -93,7 +93,10 @@ def _check_record(rec: dict, req: PlanRequest):
     opts = Options(
         devices=rec["devices"], ep=rec["ep"], redundant=rec["redundant"], attn_tp=rec["attn_tp"], microbatches=rec["microbatches"],
         mtp=rec["mtp"], batch=rec["batch"], tokens_per_device=rec["tokens_per_device"], input_len=req.input_len,
-        output_len=req.output_len, mtp_acceptance=req.mtp_acceptance, prefix_hit=req.prefix_hit, eplb=req.eplb,
+        output_len=req.output_len, eplb=req.eplb,
+        # Each phase takes only its own workload options.
+        mtp_acceptance=req.mtp_acceptance if rec["phase"] == "decode" else None,
+        prefix_hit=req.prefix_hit if rec["phase"] == "prefill" else None,
     )
     res = estimate(rec["phase"], req.hardware, req.model, opts)
     assert bool(np.asarray(res["feasible"]).reshape(-1)[0]), rec
