@@ -67,7 +67,8 @@ def _attention_ops(die: Die, model: Spec, scope, t, r, kv_len, tp, extra_proj=Fa
         ops.append(die.matmul("MTP eh_proj", s, scope, t, 2 * d, d, mm, mm))
     ops += [
         die.vector("norms, RoPE, quantisation", s, scope, t * (2 * d + qr + kvr + h * (rope + v)) , *elementwise_cost("norm_quant", model)),
-        die.matmul("q_a + kv_a down-projection", s, scope, mt, d, (qr + kvr + rope) / tp, mm, mm),
+        # Down-projections stay whole under TP: each die needs the full latents of the gathered tokens.
+        die.matmul("q_a + kv_a down-projection", s, scope, mt, d, qr + kvr + rope, mm, mm),
         die.matmul("q_b up-projection", s, scope, mt, qr, h * (nope + rope) / tp, mm, mm),
         die.matmul("q absorb (W_UK)", s, scope, mt, nope, kvr, mm, mm, groups=h / tp),
     ]

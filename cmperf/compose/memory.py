@@ -23,7 +23,9 @@ def weight_bytes_per_die(model: Spec, experts_per_rank, attn_tp, mtp_layers):
     ab = DTYPE_BYTES[model["precision.activation"]]
     dense_layers, moe_layers = dv.layer_counts(model)
     layers = model["arch.num_hidden_layers"] + mtp_layers
-    attn = sum(dv.attention_params_per_layer(model).values()) * layers * wb / np.asarray(attn_tp, float)
+    ap = dv.attention_params_per_layer(model)
+    # Under attention TP the head-split matrices divide across the group; the down-projections stay whole.
+    attn = ((ap["q_a"] + ap["kv_a"]) + (ap["q_b"] + ap["kv_b"] + ap["o"]) / np.asarray(attn_tp, float)) * layers * wb
     dense = dense_layers * dv.dense_ffn_params(model) * wb
     experts = np.asarray(experts_per_rank, float) * dv.expert_params(model) * (moe_layers + mtp_layers) * wb
     gate = dv.gate_params(model) * (moe_layers + mtp_layers) * ab

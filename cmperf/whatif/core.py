@@ -399,6 +399,8 @@ def refined_best(sc: Scenario, phase: str, slo_ms: float | None, top: int = 8) -
     axis_values = grid.axes[last]
     ps = [params_at(grid, f) for f in flats]
     fine = np.array([_fine(*_neighbours(axis_values, int(np.unravel_index(f, grid.shape)[-1]))) for f in flats])
+    if phase == "decode":
+        fine = np.floor(fine)  # requests are whole: refine between grid points, never below one request
 
     def col(name):
         return np.array([p[name] for p in ps], float)[:, None]
