@@ -1,5 +1,5 @@
-"""Input rules found in review: each case exits 2 with one line naming the option, and the physics
-fixes that came with them behave as intended."""
+"""Input rules: each case exits 2 with one line naming the option; and the all-to-all, prefix-cache
+and once-per-domain communication rules behave as intended."""
 
 import subprocess
 import sys
