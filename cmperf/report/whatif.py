@@ -44,6 +44,26 @@ def _footer(con, path):
         con.print(f"reports written to {path}/")
 
 
+def _print_report(fmt: str, rows: list[dict], markdown, lines, tables, notes=(), path=None, trailer=()) -> None:
+    """The shape every what-if report prints in: json/csv rows, markdown, or a terminal page of
+    question lines, tables, trailing lines, notes and where the files went."""
+    if _emit_simple(rows, fmt):
+        return
+    if fmt == "md":
+        print(markdown())
+        return
+    con = make_console()
+    for line in lines:
+        con.print(line)
+    for table_rows, title in tables:
+        print_table(table_rows, title, console=con)
+    for line in trailer:
+        con.print(line)
+    for n in notes:
+        con.print(f"note: {n}")
+    _footer(con, path)
+
+
 def _scenario_lines(sc, label: str | None = None, short: bool = False, budget: bool = True) -> list[str]:
     lines = [(f"{label}: " if label else "") + (f"{sc.model.name} on {sc.hw.name}" if short else sc.describe(budget))]
     if sc.overrides:
@@ -107,21 +127,10 @@ def compare_files(result: dict) -> dict[str, str]:
 def print_compare(result: dict, fmt: str, path=None) -> None:
     from cmperf.whatif.compare import headline
 
-    if _emit_simple(result["rows"], fmt):
-        return
-    if fmt == "md":
-        print(compare_markdown(result, "compare.svg"))
-        return
-    con = make_console()
-    for line in _scenario_lines(result["baseline"], "baseline") + _scenario_lines(result["variant"], "variant"):
-        con.print(line)
-    print_table(compare_table(result), "Best deployment per SLO: baseline vs variant", console=con)
-    print_table(_binding_rows(result), "What binds", console=con)
-    for line in headline(result):
-        con.print(line)
-    for n in result["notes"]:
-        con.print(f"note: {n}")
-    _footer(con, path)
+    _print_report(fmt, result["rows"], lambda: compare_markdown(result, "compare.svg"),
+                  _scenario_lines(result["baseline"], "baseline") + _scenario_lines(result["variant"], "variant"),
+                  [(compare_table(result), "Best deployment per SLO: baseline vs variant"), (_binding_rows(result), "What binds")],
+                  result["notes"], path, trailer=headline(result))
 
 
 # ---- sweep ---------------------------------------------------------------------------------------
@@ -230,18 +239,8 @@ def sweep_files(result: dict) -> dict[str, str]:
 
 
 def print_sweep(result: dict, fmt: str, path=None) -> None:
-    if _emit_simple(result["rows"], fmt):
-        return
-    if fmt == "md":
-        print(sweep_markdown(result, list(sweep_svgs(result))))
-        return
-    con = make_console()
-    for line in _sweep_question(result):
-        con.print(line)
-    print_table(sweep_table(result), "Best deployment at every point (all columns in sweep.csv)", console=con)
-    for n in result["notes"]:
-        con.print(f"note: {n}")
-    _footer(con, path)
+    _print_report(fmt, result["rows"], lambda: sweep_markdown(result, list(sweep_svgs(result))), _sweep_question(result),
+                  [(sweep_table(result), "Best deployment at every point (all columns in sweep.csv)")], result["notes"], path)
 
 
 # ---- sensitivity ---------------------------------------------------------------------------------
@@ -285,18 +284,8 @@ def sensitivity_files(result: dict) -> dict[str, str]:
 
 
 def print_sensitivity(result: dict, fmt: str, path=None) -> None:
-    if _emit_simple(result["rows"], fmt):
-        return
-    if fmt == "md":
-        print(sensitivity_markdown(result))
-        return
-    con = make_console()
-    for line in _sensitivity_question(result):
-        con.print(line)
-    print_table(sensitivity_table(result), "Hardware parameters ranked by the elasticity of the best throughput", console=con)
-    for n in result["notes"]:
-        con.print(f"note: {n}")
-    _footer(con, path)
+    _print_report(fmt, result["rows"], lambda: sensitivity_markdown(result), _sensitivity_question(result),
+                  [(sensitivity_table(result), "Hardware parameters ranked by the elasticity of the best throughput")], result["notes"], path)
 
 
 # ---- capacity ------------------------------------------------------------------------------------
@@ -407,15 +396,5 @@ def cache_files(result: dict) -> dict[str, str]:
 
 
 def print_cache(result: dict, fmt: str, path=None) -> None:
-    if _emit_simple(result["rows"], fmt):
-        return
-    if fmt == "md":
-        print(cache_markdown(result))
-        return
-    con = make_console()
-    for line in _cache_lines(result):
-        con.print(line)
-    print_table(cache_table_rows(result), "Prefix caching: load the cached KV over UB or VPC, or recompute it", console=con)
-    for n in result["notes"]:
-        con.print(f"note: {n}")
-    _footer(con, path)
+    _print_report(fmt, result["rows"], lambda: cache_markdown(result), _cache_lines(result),
+                  [(cache_table_rows(result), "Prefix caching: load the cached KV over UB or VPC, or recompute it")], result["notes"], path)

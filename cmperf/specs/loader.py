@@ -129,11 +129,21 @@ def _check_value(raw: Any, f: Field, *, where: str, from_text: bool = False) -> 
     return raw
 
 
-def _parse_number(text: str, where: str) -> float:
+def parse_finite(text: str, where: str, what: str = "") -> float:
+    """A finite number written as text (underscores allowed), or a SpecError naming `where`
+    (and `what` the number stands for, e.g. START)."""
+    as_what = f" as {what}" if what else ""
     try:
         value = float(text.replace("_", ""))
     except ValueError:
-        raise SpecError(f"expected a number, got {text!r}", where=where) from None
+        raise SpecError(f"expected a number{as_what}, got {text!r}", where=where) from None
+    if not math.isfinite(value):
+        raise SpecError(f"expected a finite number{as_what}, got {text!r}", where=where)
+    return value
+
+
+def _parse_number(text: str, where: str) -> float:
+    value = parse_finite(text, where)
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cmperf.errors import SpecError
-from cmperf.specs.loader import Spec
+from cmperf.specs.loader import Spec, parse_finite
 from cmperf.units import DTYPE_BYTES, MS, TFLOPS, US
 
 #: Columns every row has.
@@ -78,12 +78,7 @@ def _parse_cell(col: str, text: str, where: str):
         if text not in _CHOICE_COLUMNS[col]:
             raise SpecError(f"expected one of {', '.join(_CHOICE_COLUMNS[col])}, got {text!r}", where=where)
         return text
-    try:
-        v = float(text.replace("_", ""))
-    except ValueError:
-        raise SpecError(f"expected a number, got {text!r}", where=where) from None
-    if not math.isfinite(v):
-        raise SpecError(f"expected a finite number, got {text!r}", where=where)
+    v = parse_finite(text, where)
     if col in _INT_COLUMNS:
         if not v.is_integer() or v < _INT_COLUMNS[col]:
             raise SpecError(f"expected a whole number >= {_INT_COLUMNS[col]}, got {text!r}", where=where)

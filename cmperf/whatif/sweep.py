@@ -14,7 +14,7 @@ import numpy as np
 
 from cmperf.errors import SpecError
 from cmperf.whatif.core import SLO_FIELDS, Scenario, best, check_scenario, key_info, set_value, settable_keys
-from cmperf.specs.loader import unknown_key_message
+from cmperf.specs.loader import parse_finite, unknown_key_message
 
 MAX_STEPS = 1000
 MAX_POINTS = 10_000
@@ -38,13 +38,7 @@ def sweepable_keys() -> list[str]:
 
 
 def _number(text: str, what: str, where: str) -> float:
-    try:
-        v = float(text.replace("_", ""))
-    except ValueError:
-        raise SpecError(f"expected a number as {what}, got {text!r}", where=where) from None
-    if not math.isfinite(v):
-        raise SpecError(f"expected a finite number as {what}, got {text!r}", where=where)
-    return v
+    return parse_finite(text, where, what)
 
 
 def parse_axis(text: str, base: Scenario) -> Axis:
