@@ -149,7 +149,8 @@ def estimate(
     output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [256].", **_range(1, 10_000_000))] = None,
     kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [input + output/2].", **_range(1, 10_000_000))] = None,
     tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [16384].", **_range(1, 100_000_000))] = None,
-    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [2].", **_range(1, 8))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [decode: the best of 1-3; prefill: 2].", **_range(1, 8))] = None,
+    attn_cores: Annotated[Optional[int], typer.Option(help="Decode: matrix cores per die for the attention stream when microbatches overlap; the MoE stream gets the rest [the best allowed split].", **_range(1, 100_000))] = None,
     mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [1].", **_range(0, 8))] = None,
     mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [0.7].", **_range(0.0, 1.0))] = None,
     eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default (modelled skew) or perfect.")] = Eplb.default,
@@ -168,7 +169,7 @@ def estimate(
 
     opts = Options(
         devices=devices, ep=ep, batch=batch, input_len=input_len, output_len=output_len, kv_len=kv_len,
-        tokens_per_device=tokens_per_device, microbatches=microbatches, mtp=mtp, mtp_acceptance=mtp_acceptance,
+        tokens_per_device=tokens_per_device, microbatches=microbatches, attn_cores=attn_cores, mtp=mtp, mtp_acceptance=mtp_acceptance,
         eplb=eplb.value, redundant=redundant, attn_tp=attn_tp, prefix_hit=prefix_hit, cache_path=cache_path.value,
         sets=parse_set(sets),
     )

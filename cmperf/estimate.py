@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cmperf.compose.decode import DecodeInputs, evaluate_decode, validate_decode
+from cmperf.compose.decode import MICROBATCH_CHOICES, DecodeInputs, evaluate_decode, split_choices, validate_decode
 from cmperf.compose.prefill import PrefillInputs, evaluate_prefill, validate_prefill
 from cmperf.costs.moe import placement
 from cmperf.errors import SpecError
@@ -19,8 +19,8 @@ from cmperf.overrides import apply_overrides
 from cmperf.specs.loader import Spec, load_hardware, load_model
 
 DEFAULTS = {
-    "decode": {"devices": 160, "batch": 96, "microbatches": 2, "redundant": 32},
-    "prefill": {"devices": 16, "tokens_per_device": 16384, "microbatches": 2, "redundant": 32},
+    "decode": {"devices": 160, "batch": 96, "microbatches": None, "redundant": 32},
+    "prefill": {"devices": 16, "tokens_per_device": 16384, "prefill_microbatches": 2, "redundant": 32},
 }
 WORKLOAD_DEFAULTS = {"input_len": 4096, "output_len": 256, "mtp": 1, "mtp_acceptance": 0.7, "prefix_hit": 0.0}
 
@@ -37,6 +37,7 @@ class Options:
     kv_len: float | None = None
     tokens_per_device: int | None = None
     microbatches: int | None = None
+    attn_cores: int | None = None
     mtp: int | None = None
     mtp_acceptance: float | None = None
     eplb: str = "default"
@@ -84,6 +85,22 @@ def check_placement(hw: Spec, model: Spec, devices: int, ep: int, redundant: int
         )
 
 
+def _best_pipeline(hw: Spec, m: Spec, base: dict, microbatches: int | None, attn_cores: int | None) -> dict:
+    """Evaluate decode at the given microbatches and core split, or, where either is left open, at
+    each allowed choice (microbatches 1 to 3; the hardware's splits), keeping the lowest TPOT."""
+    mbs = [microbatches] if microbatches is not None else list(MICROBATCH_CHOICES)
+    choices = [(n, a) for n in mbs for a in ([attn_cores] if attn_cores is not None else (split_choices(hw) if n >= 2 else [0]))]
+    best = None
+    for n, a in choices:
+        inp = DecodeInputs(microbatches=n, attn_cores=a, **base)
+        validate_decode(hw, m, inp)
+        res = evaluate_decode(hw, m, inp)
+        if best is None or float(res["tpot_s"]) < float(best["tpot_s"]):
+            best = res
+    best["pipeline_chosen"] = microbatches is None or attn_cores is None
+    return best
+
+
 def estimate(phase: str, hardware: str = "cloudmatrix384", model: str = "deepseek-r1", opts: Options | None = None) -> dict:
     opts = opts or Options()
     if phase not in DEFAULTS:
@@ -112,7 +129,7 @@ def estimate(phase: str, hardware: str = "cloudmatrix384", model: str = "deepsee
     perfect = opts.eplb == "perfect"
     wrong_phase = (
         {"--tokens-per-device": opts.tokens_per_device, "--prefix-hit": opts.prefix_hit, "--cache-path": None if opts.cache_path == "ub" else opts.cache_path}
-        if phase == "decode" else {"--batch": opts.batch, "--kv-len": opts.kv_len, "--mtp-acceptance": opts.mtp_acceptance}
+        if phase == "decode" else {"--batch": opts.batch, "--kv-len": opts.kv_len, "--mtp-acceptance": opts.mtp_acceptance, "--attn-cores": opts.attn_cores}
     )
     given = [k for k, v in wrong_phase.items() if v is not None]
     if given:
@@ -121,18 +138,16 @@ def estimate(phase: str, hardware: str = "cloudmatrix384", model: str = "deepsee
         raise SpecError(f"expected at most the model's {max_ctx}-token context, got {opts.kv_len:g}", where="--kv-len")
     if phase == "decode":
         kv_len = opts.kv_len if opts.kv_len is not None else input_len + output_len / 2
-        inp = DecodeInputs(
-            devices=devices, ep=ep, batch=opts.batch or d["batch"], kv_len=kv_len,
-            microbatches=opts.microbatches or d["microbatches"], mtp=mtp, mtp_acceptance=acc,
+        base = dict(
+            devices=devices, ep=ep, batch=opts.batch or d["batch"], kv_len=kv_len, mtp=mtp, mtp_acceptance=acc,
             redundant=redundant, attn_tp=opts.attn_tp, eplb_perfect=perfect,
             extra={"max_context": max(input_len + output_len, kv_len)},
         )
-        validate_decode(hw, m, inp)
-        res = evaluate_decode(hw, m, inp)
+        res = _best_pipeline(hw, m, base, opts.microbatches, opts.attn_cores)
     else:
         inp = PrefillInputs(
             devices=devices, ep=ep, tokens_per_device=opts.tokens_per_device or d["tokens_per_device"],
-            input_len=input_len, microbatches=opts.microbatches or d["microbatches"], redundant=redundant,
+            input_len=input_len, microbatches=opts.microbatches or d["prefill_microbatches"], redundant=redundant,
             attn_tp=opts.attn_tp, mtp=mtp, prefix_hit=hit, cache_path=opts.cache_path, eplb_perfect=perfect,
         )
         validate_prefill(inp)

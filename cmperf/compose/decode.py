@@ -16,7 +16,8 @@ import numpy as np
 
 from cmperf.comm.collectives import bulk_comm_time_s, fused_moe_comm_time_s
 from cmperf.compose.memory import activation_bytes, comm_buffer_bytes, kv_bytes_per_token, weight_bytes_per_die
-from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
+from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s, stream_time_s
+from cmperf.costs.roofline import LATENCY
 from cmperf.costs.elementwise import elementwise_cost
 from cmperf.costs.moe import busiest_link_messages, expected_destinations, message_bytes, hottest_rank_load, placement, popularity_cv
 from cmperf.errors import SpecError
@@ -25,6 +26,8 @@ from cmperf.specs.loader import Spec
 from cmperf.units import DTYPE_BYTES
 
 STREAMS = ("attention", "moe")
+#: Microbatch counts a decode deployment may use: serial, or two or three overlapped on two streams.
+MICROBATCH_CHOICES = (1, 2, 3)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class DecodeInputs:
     mtp_acceptance: object = 0.7
     redundant: object = 32
     attn_tp: object = 1
+    attn_cores: object = 0  # matrix cores of the attention stream (n >= 2); 0: the hardware file's split
     eplb_perfect: object = False
     extra: dict = field(default_factory=dict)
 
@@ -76,9 +80,11 @@ def _attention_ops(die: Die, model: Spec, scope, t, r, kv_len, tp, extra_proj=Fa
     core_flops = 2.0 * (h / tp) * (kvr + rope + kvr) * kv_len * mt
     core_bytes = (r * tp) * kv_len * (kvr + rope) * kv_b + mt * (h / tp) * (kvr + rope + kvr) * ab
     ops.append(die.attention("attention core (absorbed MLA)", s, scope, core_flops, core_bytes, model["precision.attention_core"]))
+    ops.append(die.vector("KV-cache write", s, scope, t * (kvr + rope), *elementwise_cost("kv_write", model)))
     ops += [
         die.matmul("out absorb (W_UV)", s, scope, mt, kvr, v, mm, mm, groups=h / tp),
         die.matmul("o_proj", s, scope, mt, h * v / tp, d, mm, mm),
+        die.vector("residual add", s, scope, t * d, *elementwise_cost("residual_add", model)),
     ]
     if np.any(np.asarray(tp) > 1):
         tp_bytes = 2.0 * (tp - 1) * t * d * ab
@@ -86,8 +92,29 @@ def _attention_ops(die: Die, model: Spec, scope, t, r, kv_len, tp, extra_proj=Fa
     return ops
 
 
-def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
-    """Stream-1 operators of a MoE layer for t tokens per die in one microbatch."""
+def straggler_wait_s(hw: Spec, work_s, ranks):
+    """Expected wait of a synchronous all-to-all for its slowest rank.
+
+        W = T_pre x c x sqrt(2 ln R)
+    T_pre: the work each rank does before it reaches the exchange; c: the run-to-run spread of
+    that work on one rank (coefficient of variation); R: ranks in the exchange. The exchange
+    starts when the last of R near-normal arrivals is in, mu + sigma sqrt(2 ln R) (Gumbel tail,
+    as for the hottest expert rank). Load imbalance between ranks is priced where it arises (the
+    hottest expert rank); this is the spread left when every rank has the same work.
+    """
+    c = hw.get("overhead.rank_jitter_cv", 0.0)
+    z = np.sqrt(2.0 * np.log(np.maximum(np.asarray(ranks, dtype=float), 1.0)))
+    return np.asarray(work_s, dtype=float) * c * z
+
+
+def _wait_op(stream, scope, name, time_s):
+    t = np.asarray(time_s, dtype=float)
+    return Op(name, stream, scope, t, np.zeros_like(t), np.zeros_like(t), np.full(t.shape, LATENCY), engine="sync", full_die_time_s=0.0)
+
+
+def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_s=0.0):
+    """Stream-1 operators of a MoE layer for t tokens per die in one microbatch; `pre_sync_s` is
+    the work a rank does before the dispatch (its attention), which sets the straggler wait."""
     hw = die.hw
     d, inter = model["arch.hidden_size"], model["moe.moe_intermediate_size"]
     E, S, k = model["moe.n_routed_experts"], model["moe.n_shared_experts"], model["moe.num_experts_per_tok"]
@@ -112,7 +139,12 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
         die.vector("norm, quantisation", s, scope, t * d, *elementwise_cost("norm_quant", model)),
         die.matmul("gate", s, scope, t, d, E, act, act, out_dtype="fp32"),
         die.vector("top-k routing", s, scope, t * E, *elementwise_cost("topk", model)),
-        die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, dmsg, ep, "dispatch", die.vector_share), msgs * dmsg),
+        die.vector("routing init (sort token-expert pairs)", s, scope, t * k, *elementwise_cost("routing_init", model)),
+    ]
+    pre = pre_sync_s + sum(o.time_s for o in ops)
+    ops += [
+        _wait_op(s, scope, "wait for the slowest rank (dispatch)", straggler_wait_s(hw, pre, ep)),
+        die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, dmsg, ep, "dispatch", die.vector_share, local_tokens=t), msgs * dmsg),
     ]
     # The busiest die sets the MoE time: a routed-expert die at its hottest load, or a
     # shared-expert die (dedicated layout); in the replicated layout every die also runs its
@@ -140,7 +172,13 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
             np.where(routed_binds, ro.hbm_bytes, so.hbm_bytes), np.where(routed_binds, ro.bound, so.bound),
             engine=ro.engine, full_die_time_s=np.where(routed_binds, ro.full_die_time_s, so.full_die_time_s),
         ))
-    ops.append(die.comm("combine", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, cmsg, ep, "combine", die.vector_share), msgs * cmsg))
+    expert_s = np.where(routed_binds, r_total, sh_total)
+    ops += [
+        _wait_op(s, scope, "wait for the slowest rank (combine)", straggler_wait_s(hw, expert_s, ep)),
+        die.comm("combine", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, cmsg, ep, "combine", die.vector_share, local_tokens=t), msgs * cmsg),
+        die.vector("weighted sum of expert outputs", s, scope, t * (k + S) * d, *elementwise_cost("weighted_sum", model)),
+        die.vector("residual add", s, scope, t * d, *elementwise_cost("residual_add", model)),
+    ]
     aux = {"placement": pl, "hot_rank_tokens": hot, "mean_rank_tokens": mean_rank, "destinations": dest, "shared_rows": shared_rows}
     return ops, aux
 
@@ -154,7 +192,45 @@ def _dense_ffn_ops(die: Die, model: Spec, scope, t):
         die.matmul("dense FFN gate/up", s, scope, t, d, 2 * inter, mm, mm),
         die.vector("SwiGLU, quantisation", s, scope, t * 2 * inter, *elementwise_cost("swiglu_quant", model)),
         die.matmul("dense FFN down", s, scope, t, inter, d, mm, mm),
+        die.vector("residual add", s, scope, t * d, *elementwise_cost("residual_add", model)),
     ]
+
+
+def split_choices(hw: Spec) -> list[int]:
+    """Matrix cores the attention stream may hold when microbatches overlap (0: the file's split).
+
+    Every whole number from `overlap.decode_split_min_attention_matrix_cores` to `..._max_...`;
+    without those keys only the hardware file's own split."""
+    if not hw.has("overlap.decode_split_min_attention_matrix_cores"):
+        return [0]
+    return list(range(hw["overlap.decode_split_min_attention_matrix_cores"], hw["overlap.decode_split_max_attention_matrix_cores"] + 1))
+
+
+def pipelines(hw: Spec) -> list[tuple[int, int]]:
+    """(microbatches, attention matrix cores) pairs a decode deployment may use: one microbatch on
+    the whole die, two on two streams at each allowed split, three at the hardware file's split
+    (a third microbatch only adds per-call costs where two already balance the streams)."""
+    return [(1, 0)] + [(2, a) for a in split_choices(hw)] + [(n, 0) for n in MICROBATCH_CHOICES if n >= 3]
+
+
+def stream_shares(hw: Spec, microbatches, attn_cores=0):
+    """((matrix, vector) share of the attention stream, (matrix, vector) share of the MoE stream).
+
+    One microbatch runs each operator on the whole die. With two or more, the streams hold the
+    hardware file's split (attn_cores = 0) or `attn_cores` matrix cores for attention and the rest
+    for the MoE path, vector cores in the die's own proportion (the paper's 16/32 and 8/16).
+    """
+    n = np.asarray(microbatches, dtype=float)
+    a = np.asarray(attn_cores, dtype=float)
+    m, v = hw["die.matrix_cores"], hw["die.vector_cores"]
+    split, chosen = n >= 2, a > 0
+    att_m = np.where(chosen, a / m, hw["overlap.decode_attention_matrix_cores"] / m)
+    att_v = np.where(chosen, a / m, hw["overlap.decode_attention_vector_cores"] / v)
+    moe_m = np.where(chosen, 1.0 - a / m, hw["overlap.decode_moe_matrix_cores"] / m)
+    moe_v = np.where(chosen, 1.0 - a / m, hw["overlap.decode_moe_vector_cores"] / v)
+    one = np.ones(np.broadcast(n, a).shape)
+    return ((np.where(split, att_m, one), np.where(split, att_v, one)),
+            (np.where(split, moe_m, one), np.where(split, moe_v, one)))
 
 
 def validate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> None:
@@ -164,6 +240,9 @@ def validate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> None:
             raise SpecError(f"must be >= 1, got {getattr(inp, name)}", where=f"--{name.replace('_', '-')}")
     if np.any(np.asarray(inp.mtp) < 0) or np.any(np.asarray(inp.redundant) < 0):
         raise SpecError("must be >= 0", where="--mtp/--redundant")
+    a = np.asarray(inp.attn_cores)
+    if np.any((a < 0) | (a >= hw["die.matrix_cores"])):
+        raise SpecError(f"expected 1 to {hw['die.matrix_cores'] - 1} matrix cores for the attention stream (0: the hardware file's split), got {inp.attn_cores}", where="--attn-cores")
     if np.any(np.asarray(inp.kv_len) < 1):
         raise SpecError(f"must be >= 1, got {inp.kv_len}", where="--kv-len")
     a = np.asarray(inp.mtp_acceptance)
@@ -182,23 +261,19 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     q = k + 1.0
     t = b * q / n  # tokens per die per microbatch
     r = b / n
-    split = n >= 2
-    att_die = Die(hw, np.where(split, hw["overlap.decode_attention_matrix_cores"] / hw["die.matrix_cores"], 1.0),
-                  np.where(split, hw["overlap.decode_attention_vector_cores"] / hw["die.vector_cores"], 1.0))
-    moe_die = Die(hw, np.where(split, hw["overlap.decode_moe_matrix_cores"] / hw["die.matrix_cores"], 1.0),
-                  np.where(split, hw["overlap.decode_moe_vector_cores"] / hw["die.vector_cores"], 1.0))
-    full = Die(hw)
+    (att_m, att_v), (moe_m, moe_v) = stream_shares(hw, n, inp.attn_cores)
+    att_die, moe_die, full = Die(hw, att_m, att_v), Die(hw, moe_m, moe_v), Die(hw)
     L_dense, L_moe = dv.layer_counts(model)
     n_mtp_modules = model["mtp.num_nextn_predict_layers"]
     kv_len = np.asarray(inp.kv_len, float)
 
     dense_ops = _attention_ops(att_die, model, "dense layers", t, r, kv_len, tp) + _dense_ffn_ops(moe_die, model, "dense layers", t)
     moe_att = _attention_ops(att_die, model, "MoE layers", t, r, kv_len, tp)
-    moe_ffn, aux = _moe_ops(moe_die, model, "MoE layers", t, inp, dies)
+    moe_ffn, aux = _moe_ops(moe_die, model, "MoE layers", t, inp, dies, stream_time_s(moe_att, "attention"))
     moe_ops = moe_att + moe_ffn
     # The MTP module drafts one token per request per run, k runs per step.
     mtp_att = _attention_ops(att_die, model, "MTP module", r, r, kv_len, tp, extra_proj=True)
-    mtp_ffn, _ = _moe_ops(moe_die, model, "MTP module", r, inp, dies)
+    mtp_ffn, _ = _moe_ops(moe_die, model, "MTP module", r, inp, dies, stream_time_s(mtp_att, "attention"))
     mtp_ops = mtp_att + mtp_ffn
 
     hbm_bw = full.hbm_bw

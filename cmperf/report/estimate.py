@@ -20,8 +20,10 @@ def _headline(rec: dict) -> list[str]:
         lines.append(
             f"decode on {rec['hardware']} / {rec['model']}: {fmt_number(rec['devices'])} devices, EP{fmt_number(rec['ep'])}, "
             f"batch {fmt_number(rec['batch'])} per device, context {fmt_number(rec['kv_len'])}, MTP {fmt_number(rec['mtp'])} at "
-            f"{rec['mtp_acceptance']:.0%}, {fmt_number(rec['microbatches'])} microbatch(es), EPLB {rec['eplb']}"
+            f"{rec['mtp_acceptance']:.0%}, {fmt_number(rec['microbatches'])} microbatch(es), matrix cores attention/MoE {rec['core_split']}"
+            f"{' (the best allowed choice)' if rec['pipeline_chosen'] else ''}, EPLB {rec['eplb']}"
         )
+        lines.append(f"per microbatch and MoE layer: attention stream {rec['attention_stream_us']:.0f} us, MoE stream {rec['moe_stream_us']:.0f} us")
         lines.append(
             f"TPOT {rec['tpot_ms']:.2f} ms | {rec['tokens_per_s_per_device']:,.0f} tokens/s per device "
             f"({rec['tokens_per_s_per_die']:,.0f} per die) | step {rec['step_ms']:.2f} ms = {rec['tokens_per_step']:.2f} tokens "

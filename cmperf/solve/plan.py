@@ -61,7 +61,7 @@ def _record(grid: Grid, flat: int, phase: str, slo_tpot, slo_ttft, rank: int, di
     r["tokens_per_s_per_device"] = float(grid.metric.reshape(-1)[flat])
     r.update({"devices": p["devices"], "ep": p["ep"], "dp": p["devices"] * dies_pkg // p["attn_tp"], "attn_tp": p["attn_tp"],
               "redundant": p["redundant"], "batch": p.get("batch"), "tokens_per_device": p.get("tokens_per_device"),
-              "microbatches": p["microbatches"], "mtp": p.get("mtp", 0)})
+              "microbatches": p["microbatches"], "attn_cores": p.get("attn_cores"), "mtp": p.get("mtp", 0)})
     r["limit"] = limit_reason(grid, flat, slo_s)
     return r
 
@@ -70,6 +70,7 @@ def _estimate_options(rec: dict, req: PlanRequest) -> Options:
     decode = rec["phase"] == "decode"
     return Options(devices=rec["devices"], ep=rec["ep"], batch=rec["batch"], input_len=req.input_len, output_len=req.output_len,
                    tokens_per_device=rec["tokens_per_device"], microbatches=rec["microbatches"], mtp=rec["mtp"],
+                   attn_cores=rec.get("attn_cores") or None,
                    mtp_acceptance=req.mtp_acceptance if decode else None, eplb=req.eplb, redundant=rec["redundant"],
                    attn_tp=rec["attn_tp"], prefix_hit=None if decode else req.prefix_hit, sets=req.sets)
 
@@ -81,6 +82,8 @@ def estimate_command(rec: dict, req: PlanRequest) -> str:
              f"--input-len {req.input_len}", f"--output-len {req.output_len}", f"--mtp {rec['mtp']}"]
     if rec["phase"] == "decode":
         parts += [f"--batch {rec['batch']}", f"--mtp-acceptance {req.mtp_acceptance!r}"]
+        if rec.get("attn_cores"):
+            parts.append(f"--attn-cores {rec['attn_cores']}")
     else:
         parts += [f"--tokens-per-device {rec['tokens_per_device']}", f"--prefix-hit {req.prefix_hit!r}"]
     if req.eplb != "default":
@@ -131,8 +134,9 @@ def _paper_point(grid: Grid, slo_s, ref: dict):
     best, flat = best_per_deployment(grid, slo_s)
     for n in (ref["microbatches"], 1):
         mb = np.flatnonzero(grid.axes["microbatches"] == n)
-        if len(mb) and np.isfinite(best[s[0], tp, mb[0], k[0]]):
-            i = (s[0], tp, int(mb[0]), int(k[0]))
+        if len(mb) and np.isfinite(best[s[0], tp, mb, k[0]]).any():
+            j = int(mb[np.argmax(best[s[0], tp, mb, k[0]])])  # the best core split for that count
+            i = (s[0], tp, j, int(k[0]))
             return float(best[i]), int(flat[i])
     return None
 

@@ -154,6 +154,7 @@ _WITHIN = [
     ("overlap.decode_attention_vector_cores", "die.vector_cores"),
     ("overlap.decode_moe_vector_cores", "die.vector_cores"),
     ("overlap.prefill_comm_matrix_cores", "die.matrix_cores"),
+    ("overlap.decode_split_min_attention_matrix_cores", "overlap.decode_split_max_attention_matrix_cores"),
 ]
 
 
@@ -166,6 +167,11 @@ def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
         for part, whole in _WITHIN:
             if part in values and whole in values and values[part] > values[whole]:
                 raise SpecError(f"{part} = {values[part]} exceeds {whole} = {values[whole]}; expected at most {values[whole]}", where=where)
+        split = [k for k in ("overlap.decode_split_min_attention_matrix_cores", "overlap.decode_split_max_attention_matrix_cores") if k in values]
+        if len(split) == 1:
+            raise SpecError("overlap.decode_split_min_attention_matrix_cores and overlap.decode_split_max_attention_matrix_cores go together: give both or neither", where=where)
+        if split and values["overlap.decode_split_max_attention_matrix_cores"] >= values.get("die.matrix_cores", 1):
+            raise SpecError("overlap.decode_split_max_attention_matrix_cores must leave at least one matrix core for the MoE stream", where=where)
         if values.get("overlap.prefill_comm_matrix_cores", 0) >= values.get("die.matrix_cores", 1):
             raise SpecError("overlap.prefill_comm_matrix_cores must leave at least one matrix core for compute", where=where)
     else:

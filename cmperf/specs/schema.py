@@ -94,17 +94,23 @@ HARDWARE_FIELDS: dict[str, Field] = {
     "moe_comm.combine_startup_s": _f("s", "fixed cost of one fused combine call", check="nonneg"),
     "moe_comm.dispatch_bandwidth_bytes_per_s": _f("B/s", "achieved per-die bandwidth of fused dispatch messages"),
     "moe_comm.combine_bandwidth_bytes_per_s": _f("B/s", "achieved per-die bandwidth of fused combine messages"),
+    "moe_comm.dispatch_startup_per_token_s": _f("s", "part of the fused dispatch start-up paid per local token, on all vector cores", check="nonneg", optional=True),
+    "moe_comm.combine_startup_per_token_s": _f("s", "part of the fused combine start-up paid per local token, on all vector cores", check="nonneg", optional=True),
+    "moe_comm.issue_bandwidth_bytes_per_s_per_core": _f("B/s", "remote-write rate one vector core issues in a fused dispatch/combine", optional=True),
     "moe_comm.bulk_send_once_per_domain": _i("0/1", "1: bulk (prefill) dispatch/combine cross the scale-out plane once per destination domain and forward inside it", check="nonneg", optional=True),
     # Stream split for two-microbatch decode (cores given to each stream).
     "overlap.decode_attention_matrix_cores": _i("cores", "matrix cores of the attention stream"),
     "overlap.decode_attention_vector_cores": _i("cores", "vector cores of the attention stream"),
     "overlap.decode_moe_matrix_cores": _i("cores", "matrix cores of the MoE stream"),
     "overlap.decode_moe_vector_cores": _i("cores", "vector cores of the MoE stream"),
+    "overlap.decode_split_min_attention_matrix_cores": _i("cores", "fewest matrix cores the decode attention stream may hold in a searched split", optional=True),
+    "overlap.decode_split_max_attention_matrix_cores": _i("cores", "most matrix cores the decode attention stream may hold in a searched split", optional=True),
     "overlap.prefill_comm_matrix_cores": _i("cores", "matrix cores taken by communication during prefill overlap", check="nonneg"),
     # Fixed costs.
     "overhead.op_latency_s": _f("s", "fixed launch/synchronisation latency per operator", check="nonneg"),
     "overhead.decode_step_s": _f("s", "per decode step: scheduling, metadata, sampling", check="nonneg"),
     "overhead.prefill_step_s": _f("s", "per prefill batch: scheduling and set-up", check="nonneg"),
+    "overhead.rank_jitter_cv": _f("CV", "run-to-run spread of one rank's compute time before a synchronous all-to-all", check="nonneg", optional=True),
     # Memory.
     "memory.reserve_bytes_per_die": _f("B", "HBM kept back for runtime, workspace and fragmentation", check="nonneg"),
 }

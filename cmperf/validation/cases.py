@@ -133,6 +133,9 @@ def eval_decode(case: Case, hw, model) -> float:
         return _scalar(res["tpot_s"]) / MS
     if case.metric == "tokens_per_s":
         return _scalar(res["tokens_per_s_per_device"])
+    if case.metric in ("attention_stream_us", "moe_stream_us"):
+        # One microbatch of one MoE layer on its stream (the paper's per-stream latency).
+        return _scalar(res[case.metric.replace("_us", "_s")]) * 1e6
     raise _bad_metric(case)
 
 

@@ -279,6 +279,8 @@ def prefill_grid_for(sc: Scenario, budget: int | None = None):
 
 def deployment_text(rec: dict) -> str:
     base = f"{rec['devices']} dev, EP{rec['ep']}, TP{rec['attn_tp']}, red {rec['redundant']}, {rec['microbatches']} mb"
+    if rec["phase"] == "decode" and rec["microbatches"] >= 2 and rec.get("attn_cores"):
+        base += f" ({rec['attn_cores']} attention cores)"
     if rec["phase"] == "decode":
         return base + f", MTP {rec['mtp']}, batch {rec['batch']}"
     return base + f", {rec['tokens_per_device']} tok/dev"
@@ -294,7 +296,7 @@ def record(grid, flat: int, sc: Scenario, slo_ms: float | None) -> dict:
            "tokens_per_s_per_device": float(grid.metric.reshape(-1)[flat]),
            "latency_ms": lat_ms,
            "devices": p["devices"], "ep": p["ep"], "attn_tp": p["attn_tp"], "redundant": p["redundant"],
-           "microbatches": p["microbatches"], "mtp": p.get("mtp", 0),
+           "microbatches": p["microbatches"], "attn_cores": p.get("attn_cores"), "mtp": p.get("mtp", 0),
            "batch": p.get("batch"), "tokens_per_device": p.get("tokens_per_device")}
     rec["deployment"] = deployment_text(rec)
     rec["limit"] = limit_reason(grid, flat, None if slo_ms is None else slo_ms * 1e-3)
@@ -347,7 +349,7 @@ def evaluate_record(sc: Scenario, rec: dict) -> dict:
     common = dict(devices=rec["devices"], ep=rec["ep"], microbatches=rec["microbatches"], redundant=rec["redundant"],
                   attn_tp=rec["attn_tp"], eplb_perfect=sc.eplb == "perfect")
     if rec["phase"] == "decode":
-        inp = DecodeInputs(batch=rec["batch"], kv_len=sc.kv_len, mtp=rec["mtp"], mtp_acceptance=sc.mtp_acceptance,
+        inp = DecodeInputs(batch=rec["batch"], kv_len=sc.kv_len, mtp=rec["mtp"], mtp_acceptance=sc.mtp_acceptance, attn_cores=rec.get("attn_cores") or 0,
                            extra={"max_context": sc.input_len + sc.output_len}, **common)
         return evaluate_decode(sc.hw, sc.model, inp)
     inp = PrefillInputs(tokens_per_device=rec["tokens_per_device"], input_len=sc.input_len, mtp=rec["mtp"],
@@ -408,7 +410,7 @@ def refined_best(sc: Scenario, phase: str, slo_ms: float | None, top: int = 8) -
     common = dict(devices=col("devices"), ep=col("ep"), redundant=col("redundant"), attn_tp=col("attn_tp"),
                   microbatches=col("microbatches"), eplb_perfect=sc.eplb == "perfect")
     if phase == "decode":
-        res = evaluate_decode(sc.hw, sc.model, DecodeInputs(batch=fine, kv_len=sc.kv_len, mtp=col("mtp"), mtp_acceptance=sc.mtp_acceptance,
+        res = evaluate_decode(sc.hw, sc.model, DecodeInputs(batch=fine, kv_len=sc.kv_len, mtp=col("mtp"), mtp_acceptance=sc.mtp_acceptance, attn_cores=col("attn_cores"),
                                                              extra={"max_context": sc.input_len + sc.output_len}, **common))
         lat = res["tpot_s"]
     else:
