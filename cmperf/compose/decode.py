@@ -199,11 +199,12 @@ def _dense_ffn_ops(die: Die, model: Spec, scope, t):
 def split_choices(hw: Spec) -> list[int]:
     """Matrix cores the attention stream may hold when microbatches overlap (0: the file's split).
 
-    Every whole number from `overlap.decode_split_min_attention_matrix_cores` to `..._max_...`;
-    without those keys only the hardware file's own split."""
+    From `overlap.decode_split_min_attention_matrix_cores` to `..._max_...` in steps of
+    `overlap.decode_split_step_matrix_cores`; without those keys only the hardware file's split."""
     if not hw.has("overlap.decode_split_min_attention_matrix_cores"):
         return [0]
-    return list(range(hw["overlap.decode_split_min_attention_matrix_cores"], hw["overlap.decode_split_max_attention_matrix_cores"] + 1))
+    return list(range(hw["overlap.decode_split_min_attention_matrix_cores"], hw["overlap.decode_split_max_attention_matrix_cores"] + 1,
+                      hw["overlap.decode_split_step_matrix_cores"]))
 
 
 def pipelines(hw: Spec) -> list[tuple[int, int]]:

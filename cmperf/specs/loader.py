@@ -167,9 +167,10 @@ def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
         for part, whole in _WITHIN:
             if part in values and whole in values and values[part] > values[whole]:
                 raise SpecError(f"{part} = {values[part]} exceeds {whole} = {values[whole]}; expected at most {values[whole]}", where=where)
-        split = [k for k in ("overlap.decode_split_min_attention_matrix_cores", "overlap.decode_split_max_attention_matrix_cores") if k in values]
-        if len(split) == 1:
-            raise SpecError("overlap.decode_split_min_attention_matrix_cores and overlap.decode_split_max_attention_matrix_cores go together: give both or neither", where=where)
+        keys = ("overlap.decode_split_min_attention_matrix_cores", "overlap.decode_split_max_attention_matrix_cores", "overlap.decode_split_step_matrix_cores")
+        split = [k for k in keys if k in values]
+        if split and len(split) < len(keys):
+            raise SpecError(f"{', '.join(keys)} go together: give all three or none", where=where)
         if split and values["overlap.decode_split_max_attention_matrix_cores"] >= values.get("die.matrix_cores", 1):
             raise SpecError("overlap.decode_split_max_attention_matrix_cores must leave at least one matrix core for the MoE stream", where=where)
         if values.get("overlap.prefill_comm_matrix_cores", 0) >= values.get("die.matrix_cores", 1):

@@ -105,6 +105,7 @@ HARDWARE_FIELDS: dict[str, Field] = {
     "overlap.decode_moe_vector_cores": _i("cores", "vector cores of the MoE stream"),
     "overlap.decode_split_min_attention_matrix_cores": _i("cores", "fewest matrix cores the decode attention stream may hold in a searched split", optional=True),
     "overlap.decode_split_max_attention_matrix_cores": _i("cores", "most matrix cores the decode attention stream may hold in a searched split", optional=True),
+    "overlap.decode_split_step_matrix_cores": _i("cores", "step between the searched decode splits", optional=True),
     "overlap.prefill_comm_matrix_cores": _i("cores", "matrix cores taken by communication during prefill overlap", check="nonneg"),
     # Fixed costs.
     "overhead.op_latency_s": _f("s", "fixed launch/synchronisation latency per operator", check="nonneg"),
