@@ -80,6 +80,10 @@ def hardware_derived(hw: Spec) -> dict[str, float]:
     out["derived.packages"] = hw["system.nodes"] * hw["node.packages"]
     out["derived.dies"] = dies_per_system(hw)
     out["derived.cpus"] = hw["system.nodes"] * hw["node.cpus"]
+    # Prefill matrix rate: the clock held under load (x a fitted duty where the file has one) and
+    # the share of matrix cores left to compute while communication holds its own.
+    out["derived.prefill_matrix_rate_frac"] = prefill_matrix_rate_frac(hw)
+    out["derived.prefill_compute_matrix_core_frac"] = 1.0 - hw["overlap.prefill_comm_matrix_cores"] / hw["die.matrix_cores"]
     return out
 
 
