@@ -234,6 +234,31 @@ def stream_shares(hw: Spec, microbatches, attn_cores=0):
             (np.where(split, moe_m, one), np.where(split, moe_v, one)))
 
 
+def single_batch_hidden_s(die: Die, model: Spec, ops, t, dedicated, microbatches):
+    """Communication one microbatch hides behind its own shared expert (per layer), where the
+    hardware file says the fused dispatch/combine run in the background (overlap.decode_single_batch).
+
+        hidden = min(T_dispatch + T_combine, T_shared)   for n = 1;   0 otherwise
+    The shared expert needs neither the dispatched tokens nor the combined result, so it computes
+    while the sends are in flight; nothing else of the same layer can (every other MoE operator
+    waits for dispatch). Dedicated shared-expert dies leave nothing to hide behind on routed dies.
+    Source: DeepEP low-latency kernels' background receive (no SMs held while data is in flight).
+    """
+    if not die.hw.get("overlap.decode_single_batch", 0):
+        return 0.0
+    d, inter, S = model["arch.hidden_size"], model["moe.moe_intermediate_size"], model["moe.n_shared_experts"]
+    mm = model["precision.matmul"]
+    rows = np.asarray(t, float) * S
+    shared = sum(op.time_s for op in (
+        die.matmul("shared expert gate/up", "moe", "", rows, d, 2 * inter, mm, mm),
+        die.vector("shared expert SwiGLU", "moe", "", rows * 2 * inter, *elementwise_cost("swiglu_quant", model)),
+        die.matmul("shared expert down", "moe", "", rows, inter, d, mm, mm),
+    ))
+    comm = sum((op.time_s for op in ops if op.engine == "link" and op.stream == "moe"), start=np.float64(0.0))
+    hidden = np.where(np.asarray(dedicated) | (S == 0), 0.0, np.minimum(comm, shared))
+    return np.where(np.asarray(microbatches) <= 1, hidden, 0.0)
+
+
 def validate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> None:
     """Scalar checks of a single deployment, with messages naming the option."""
     for name in ("devices", "ep", "batch", "microbatches", "attn_tp"):
@@ -282,6 +307,8 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     w_moe = pipelined_layer_time_s(moe_ops, STREAMS, n, hbm_bw)
     w_mtp = pipelined_layer_time_s(mtp_ops, STREAMS, n, hbm_bw)
     fill = pipeline_fill_s(moe_ops, STREAMS, n) + k * pipeline_fill_s(mtp_ops, STREAMS, n)
+    w_moe = w_moe - single_batch_hidden_s(moe_die, model, moe_ffn, t, aux["placement"]["dedicated"], n)
+    w_mtp = w_mtp - single_batch_hidden_s(moe_die, model, mtp_ffn, r, aux["placement"]["dedicated"], n)
 
     d, V = model["arch.hidden_size"], model["arch.vocab_size"]
     tokens = b * q

@@ -169,9 +169,8 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
     new = T * (1.0 - hit)  # tokens actually computed
     t = new / n
     comm_cores = hw["overlap.prefill_comm_matrix_cores"] / hw["die.matrix_cores"]
-    # Matrix engines at their sustained duty cycle in prefill (fitted, see hardware file).
-    duty = hw["efficiency.prefill_matrix_duty_frac"]
-    die = Die(hw, np.where(n >= 2, 1.0 - comm_cores, 1.0) * duty, 1.0)
+    # Matrix engines at the rate a long batch sustains (clock under load; fitted duty where a file has one).
+    die = Die(hw, np.where(n >= 2, 1.0 - comm_cores, 1.0), 1.0, clock_frac=dv.prefill_matrix_rate_frac(hw))
     full = Die(hw)
     L_dense, L_moe = dv.layer_counts(model)
     k = np.asarray(inp.mtp, float)

@@ -23,6 +23,35 @@ def matrix_peak_flops_per_s(hw: Spec, dtype: str) -> float:
     return hw[key]
 
 
+def matmul_compute_frac(hw: Spec, dtype: str) -> float:
+    """Large-GEMM efficiency at a data type: efficiency.<dtype>_matmul_compute_frac where the file
+    gives one (FP8 and BF16 kernels reach different fractions of their peaks), else the generic
+    efficiency.matmul_compute_frac."""
+    return hw.get(f"efficiency.{dtype}_matmul_compute_frac", hw["efficiency.matmul_compute_frac"])
+
+
+def small_m_tile_rows(hw: Spec) -> int:
+    """Rows M pads to at M <= die.matrix_tile_rows: the swap-AB layout's step where the file names
+    one, else the engine tile itself (no separate small-M layout)."""
+    return hw.get("die.matrix_small_m_tile_rows", hw["die.matrix_tile_rows"])
+
+
+def matmul_kernel_fixed_s(hw: Spec) -> float:
+    """Fixed time of one GEMM kernel beyond its roofline; a file without the key has none."""
+    return hw.get("efficiency.matmul_kernel_fixed_s", 0.0)
+
+
+def prefill_matrix_rate_frac(hw: Spec) -> float:
+    """What a long prefill batch keeps of the matrix engines' rate, from the file's mechanisms:
+
+        f = c_sustained x d_duty
+    c_sustained: die.sustained_matrix_clock_frac, the clock held under continuous tensor load
+    (absent: the quoted clock); d_duty: efficiency.prefill_matrix_duty_frac, an end-to-end fitted
+    residual (absent: none). The cores communication holds are a separate share (overlap.*).
+    """
+    return hw.get("die.sustained_matrix_clock_frac", 1.0) * hw.get("efficiency.prefill_matrix_duty_frac", 1.0)
+
+
 def dtype_bytes(model: Spec, key: str) -> float:
     return DTYPE_BYTES[model[f"precision.{key}"]]
 
@@ -51,6 +80,10 @@ def hardware_derived(hw: Spec) -> dict[str, float]:
     out["derived.packages"] = hw["system.nodes"] * hw["node.packages"]
     out["derived.dies"] = dies_per_system(hw)
     out["derived.cpus"] = hw["system.nodes"] * hw["node.cpus"]
+    # Prefill matrix rate: the clock held under load (x a fitted duty where the file has one) and
+    # the share of matrix cores left to compute while communication holds its own.
+    out["derived.prefill_matrix_rate_frac"] = prefill_matrix_rate_frac(hw)
+    out["derived.prefill_compute_matrix_core_frac"] = 1.0 - hw["overlap.prefill_comm_matrix_cores"] / hw["die.matrix_cores"]
     return out
 
 

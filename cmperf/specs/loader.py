@@ -164,6 +164,9 @@ def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
         waves = [k for k in ("die.matrix_block_rows", "die.matrix_block_cols", "die.core_bandwidth_bytes_per_s") if k in values]
         if waves and len(waves) < 3:
             raise SpecError("die.matrix_block_rows, die.matrix_block_cols and die.core_bandwidth_bytes_per_s go together: give all three or none", where=where)
+        small, tile = values.get("die.matrix_small_m_tile_rows"), values.get("die.matrix_tile_rows")
+        if small is not None and tile is not None and tile % small:
+            raise SpecError(f"die.matrix_small_m_tile_rows = {small} must divide die.matrix_tile_rows = {tile} (a small M pads to a step of the engine tile)", where=where)
         for part, whole in _WITHIN:
             if part in values and whole in values and values[part] > values[whole]:
                 raise SpecError(f"{part} = {values[part]} exceeds {whole} = {values[whole]}; expected at most {values[whole]}", where=where)

@@ -39,6 +39,9 @@ def _dtype(help):
     return Field("dtype", None, "dtype", help)
 
 
+#: Data types that may carry their own GEMM efficiency (efficiency.<dtype>_matmul_compute_frac).
+MATMUL_DTYPES = ("int8", "fp8", "bf16", "fp16")
+
 HARDWARE_FIELDS: dict[str, Field] = {
     # One die: the unit that runs one rank.
     "die.matrix_cores": _i("cores", "matrix engines per die (AI cube cores / SMs)"),
@@ -51,6 +54,8 @@ HARDWARE_FIELDS: dict[str, Field] = {
     "die.hbm_capacity_bytes": _f("B", "HBM capacity per die"),
     "die.hbm_bandwidth_bytes_per_s": _f("B/s", "HBM bandwidth per die"),
     "die.matrix_tile_rows": _i("rows", "rows the matrix engine processes at once; M pads to it"),
+    "die.matrix_small_m_tile_rows": _i("rows", "rows M pads to when M <= die.matrix_tile_rows and the GEMM kernel swaps A and B (tokens on the MMA's N side); absent: M pads to die.matrix_tile_rows", optional=True),
+    "die.sustained_matrix_clock_frac": _frac("matrix-engine clock held through a long compute-bound phase (prefill), as a fraction of the clock the peaks are quoted at (power/thermal throttling); absent: 1", optional=True),
     "die.matrix_block_rows": _i("rows", "output rows one core computes per GEMM block (for wave quantisation)", optional=True),
     "die.matrix_block_cols": _i("cols", "output columns one core computes per GEMM block (for wave quantisation)", optional=True),
     "die.core_bandwidth_bytes_per_s": _f("B/s", "HBM bandwidth one core can pull on its own", optional=True),
@@ -82,11 +87,16 @@ HARDWARE_FIELDS: dict[str, Field] = {
     "pool.capacity_bytes_per_node": _f("B", "DRAM per node usable as the shared pool", optional=True),
     # Efficiencies: operator-level, with their provenance kind.
     "efficiency.matmul_compute_frac": _frac("matrix-engine efficiency of a large GEMM (K -> inf)"),
+    **{
+        f"efficiency.{dt}_matmul_compute_frac": _frac(f"matrix-engine efficiency of a large {dt.upper()} GEMM (K -> inf); absent: efficiency.matmul_compute_frac", optional=True)
+        for dt in MATMUL_DTYPES
+    },
     "efficiency.matmul_k_overhead_elements": _f("elements", "per-tile fill cost in K: eff = e * K / (K + k0)", check="nonneg"),
+    "efficiency.matmul_kernel_fixed_s": _f("s", "fixed time of one GEMM kernel beyond its roofline (pipeline fill before the first MMA, epilogue drain); absent: 0", check="nonneg", optional=True),
     "efficiency.attention_compute_frac": _frac("attention kernel efficiency when compute-bound"),
     "efficiency.hbm_frac": _frac("achieved fraction of HBM bandwidth for streaming kernels"),
     "efficiency.vector_frac": _frac("achieved fraction of vector peak"),
-    "efficiency.prefill_matrix_duty_frac": _frac("fraction of a prefill batch the matrix engines are kept busy (launch gaps, stream sync, tails)"),
+    "efficiency.prefill_matrix_duty_frac": _frac("fraction of a prefill batch the matrix engines are kept busy (launch gaps, stream sync, tails), fitted end to end; absent: 1", optional=True),
     "efficiency.scaleout_frac": _frac("achieved fraction of RDMA bandwidth"),
     "efficiency.collective_frac": _frac("achieved fraction of measured scale-up bandwidth for bulk collectives (DMA)"),
     # Fused MoE dispatch/combine driven by vector cores (decode) over the scale-up plane.
@@ -107,6 +117,7 @@ HARDWARE_FIELDS: dict[str, Field] = {
     "overlap.decode_split_max_attention_matrix_cores": _i("cores", "most matrix cores the decode attention stream may hold in a searched split", optional=True),
     "overlap.decode_split_step_matrix_cores": _i("cores", "step between the searched decode splits", optional=True),
     "overlap.prefill_comm_matrix_cores": _i("cores", "matrix cores taken by communication during prefill overlap", check="nonneg"),
+    "overlap.decode_single_batch": _i("0/1", "1: with one microbatch, fused dispatch/combine run in the background and hide behind the same batch's shared expert; absent or 0: serial", check="nonneg", optional=True),
     # Fixed costs.
     "overhead.op_latency_s": _f("s", "fixed launch/synchronisation latency per operator", check="nonneg"),
     "overhead.decode_step_s": _f("s", "per decode step: scheduling, metadata, sampling", check="nonneg"),
