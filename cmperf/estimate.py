@@ -16,6 +16,7 @@ from cmperf.compose.prefill import PrefillInputs, evaluate_prefill, validate_pre
 from cmperf.costs.moe import placement
 from cmperf.errors import SpecError
 from cmperf.overrides import apply_overrides
+from cmperf.specs import derived as dv
 from cmperf.specs.loader import Spec, load_hardware, load_model
 
 DEFAULTS = {
@@ -63,7 +64,7 @@ def default_redundant(model: Spec, hw: Spec, ep: int, requested: int | None) -> 
     fewest that make a valid placement (e.g. 64 on EP160), else none (the error then says why)."""
     if requested is not None:
         return requested
-    E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
+    E, S = dv.moe_shape(model)["E"], dv.moe_shape(model)["S"]
     for r in (32, 0, *range(16, E + 1, 16)):
         if bool(placement(E, S, ep, r)["valid"]):
             return r
@@ -76,7 +77,12 @@ def check_placement(hw: Spec, model: Spec, devices: int, ep: int, redundant: int
         raise SpecError(f"expected a divisor of the instance's {dies} dies ({devices} devices x {hw['package.dies']}), got {ep}", where="--ep")
     if dies % attn_tp:
         raise SpecError(f"expected a divisor of the instance's {dies} dies, got {attn_tp}", where="--attn-tp")
-    E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
+    h = model["attention.num_attention_heads"]
+    if not bool(dv.heads_fit_tp(model, attn_tp)):
+        raise SpecError(f"attention TP over {attn_tp} dies cannot split the model's {h} query heads evenly; expected a divisor of {h}", where="--attn-tp")
+    E, S = dv.moe_shape(model)["E"], dv.moe_shape(model)["S"]
+    if E == 0 and redundant:
+        raise SpecError(f"model '{model.name}' is dense (no routed experts): nothing to replicate; expected --redundant 0", where="--redundant")
     if not bool(placement(E, S, ep, redundant)["valid"]):
         raise SpecError(
             f"EP{ep} cannot place {E} routed + {redundant} redundant + {S} shared experts: expected "
