@@ -122,7 +122,8 @@ def estimate(phase: str, hardware: str = "cloudmatrix384", model: str = "deepsee
     ep = opts.ep or devices * hw["package.dies"]
     input_len = int(_pick(opts.input_len, workload, "input_len", WORKLOAD_DEFAULTS["input_len"]))
     output_len = int(_pick(opts.output_len, workload, "output_len", WORKLOAD_DEFAULTS["output_len"]))
-    mtp = int(_pick(opts.mtp, workload, "mtp", WORKLOAD_DEFAULTS["mtp"]))
+    # Speculative tokens by default only where the model has an MTP module to draft them.
+    mtp = int(_pick(opts.mtp, workload, "mtp", WORKLOAD_DEFAULTS["mtp"] if m["mtp.num_nextn_predict_layers"] > 0 else 0))
     if mtp > 0 and m["mtp.num_nextn_predict_layers"] == 0:
         raise SpecError(f"model '{m.name}' has no MTP module; expected --mtp 0", where="--mtp")
     acc = float(_pick(opts.mtp_acceptance, workload, "mtp_acceptance", WORKLOAD_DEFAULTS["mtp_acceptance"]))

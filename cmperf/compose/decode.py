@@ -132,7 +132,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_
         die.matmul("experts gate/up (grouped)", s, scope, shared_rows, d, 2 * inter, mm, mm),
         die.vector("SwiGLU, quantisation", s, scope, shared_rows * 2 * inter, *elementwise_cost("swiglu_quant", model)),
         die.matmul("experts down (grouped)", s, scope, shared_rows, inter, d, mm, mm),
-    ]
+    ] if S else r_ops  # no shared expert: the routed experts always bind
     r_total = sum(o.time_s for o in r_ops)
     sh_total = np.where(pl["dedicated"] & (S > 0), sum(o.time_s for o in sh_ops), 0.0)
     routed_binds = r_total >= sh_total
