@@ -81,7 +81,7 @@ class Die:
         cores = np.maximum(hw["die.matrix_cores"] * np.asarray(share, dtype=float), 1.0)
         tiles = np.ceil(np.asarray(m, dtype=float) / hw["die.matrix_block_rows"]) * np.ceil(n / hw["die.matrix_block_cols"]) * groups
         waves = np.ceil(tiles / cores)
-        occ = tiles / (waves * cores)
+        occ = np.where(tiles > 0, tiles / np.maximum(waves * cores, 1.0), 1.0)  # no tiles: an absent operator
         bw = np.minimum(self.hbm_bw, np.minimum(tiles, cores) * hw["die.core_bandwidth_bytes_per_s"])
         return occ, bw
 
