@@ -140,3 +140,18 @@ def model_derived(m: Spec) -> dict[str, float]:
         "derived.dense_layers": dense_layers,
         "derived.moe_layers": moe_layers,
     }
+
+
+class _AnyValues:
+    """Stands in for a spec holding every key: 1 for numbers, a data type for precision keys."""
+
+    def __getitem__(self, key: str):
+        return next(iter(DTYPE_BYTES)) if key.startswith("precision.") else 1
+
+    def has(self, key: str) -> bool:
+        return True
+
+
+def derived_key_names() -> set[str]:
+    """Every `derived.*` key `show` can print, for any hardware or model."""
+    return set(hardware_derived(_AnyValues())) | set(model_derived(_AnyValues()))
