@@ -12,7 +12,9 @@ from cmperf.cli import Format, FormatOpt, HardwareOpt, ModelOpt, app
 
 def _out(text: str, fmt: Format) -> None:
     """Summary lines go to stdout with table/md output, to stderr when stdout is JSON or CSV."""
-    print(text, file=sys.stdout if fmt in (Format.table, Format.md) else sys.stderr)
+    from cmperf.inputs import safe_text
+
+    print(safe_text(text), file=sys.stdout if fmt in (Format.table, Format.md) else sys.stderr)
 
 
 def _fmt_err(err: float, basis: str) -> str:
