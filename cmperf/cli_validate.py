@@ -58,6 +58,32 @@ def validate(
         raise typer.Exit(1)
 
 
+class _FitStatus:
+    """A transient one-line status on stderr while a fit runs (only on a terminal)."""
+
+    def __init__(self, path: str):
+        self.path, self.status = path, None
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            from cmperf.inputs import safe_text
+
+            self.status = Console(stderr=True, markup=False).status(f"calibrate: fitting to {safe_text(self.path)}")
+            self.status.__enter__()
+        return self
+
+    def update(self, evaluations: int) -> None:
+        if self.status is not None:
+            self.status.update(f"calibrate: fit evaluation {evaluations}")
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.__exit__(*exc)
+        return False
+
+
 @app.command()
 def calibrate(
     measurements: Annotated[str, typer.Argument(help="CSV of measurements; columns below.", show_default=False)],
@@ -102,7 +128,8 @@ def calibrate(
     from cmperf.validation.calibrate import calibrate as fit
     from cmperf.validation.calibrate import write_calibrated
 
-    cal = fit(measurements, hardware, model, [p for p in params.split(",")] if params is not None else None)
+    with _FitStatus(measurements) as status:
+        cal = fit(measurements, hardware, model, [p for p in params.split(",")] if params is not None else None, progress=status.update)
     path = None if no_write else write_calibrated(cal, out, overwrite)
     quality = {
         "rms_before_pct": 100 * cal.rms("before"), "max_before_pct": 100 * cal.max_abs("before"),

@@ -84,8 +84,10 @@ def parse_finite(text: str, where: str, what: str = "") -> float:
 
 
 def _bounds_text(lo, hi, lo_open: bool) -> str:
+    if lo == 0 and lo_open:
+        return f"above 0 and at most {hi:g}"
     left = "(" if lo_open else "["
-    return f"{left}{lo:g}, {hi:g}]"
+    return f"in {left}{lo:g}, {hi:g}]"
 
 
 def check_number(value: Any, where: str, *, whole: bool, lo: float, hi: float, lo_open: bool = False, text_ok: bool = False):
@@ -99,17 +101,17 @@ def check_number(value: Any, where: str, *, whole: bool, lo: float, hi: float, l
         try:
             value = parse_finite(value, where)
         except SpecError:
-            raise SpecError(f"expected {what} in {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where) from None
+            raise SpecError(f"expected {what} {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where) from None
     if isinstance(value, bool) or not (isinstance(value, (int, float)) or _is_np_real(value)):
-        raise SpecError(f"expected {what} in {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where)
+        raise SpecError(f"expected {what} {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where)
     try:
         f = float(value)
     except (OverflowError, TypeError, ValueError):
-        raise SpecError(f"expected {what} in {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where) from None
+        raise SpecError(f"expected {what} {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where) from None
     if not math.isfinite(f) or (whole and not f.is_integer()):
-        raise SpecError(f"expected {what} in {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where)
+        raise SpecError(f"expected {what} {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where)
     if not ((lo < f) if lo_open else (lo <= f)) or not f <= hi:
-        raise SpecError(f"expected {what} in {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where)
+        raise SpecError(f"expected {what} {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where)
     return int(f) if whole else f
 
 
@@ -190,3 +192,43 @@ def check_sets(sets: Any, where: str = "--set") -> dict:
         if isinstance(v, bool) or not isinstance(v, (str, int, float)):
             raise SpecError(f"expected a number or text for {safe_text(k)}, got {safe_text(repr(v))}", where=where)
     return dict(sets)
+
+
+#: Most data rows a published-results CSV may have: every row is one model evaluation.
+MAX_CSV_ROWS = 10_000
+
+
+def csv_lines(path, name: str, max_rows: int | None = None, what: str = "rows") -> list[tuple[int, list[str]]]:
+    """(line number, cells) of each CSV record of a file, skipping blank lines and '#' comments;
+    a leading byte-order mark is allowed. Reading stops past `max_rows` data rows (after the
+    header) with a SpecError, so a huge file is refused without being read whole; a cell beyond
+    csv's field limit, a NUL byte or undecodable text is a SpecError naming the line."""
+    import csv
+
+    state = {"line": 0}
+
+    def records(fh):
+        for i, ln in enumerate(fh, start=1):
+            state["line"] = i
+            if ln.strip() and not ln.lstrip().startswith("#"):
+                yield ln
+
+    out: list[tuple[int, list[str]]] = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(records(fh))
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    limit = csv.field_size_limit()
+                    why = f"a cell longer than {limit:,} characters" if "field larger" in str(exc) else f"not CSV ({exc})"
+                    raise SpecError(f"{why}; expected short cells of text or numbers", where=f"{name}: line {state['line']}") from None
+                out.append((state["line"], cells))
+                if max_rows is not None and len(out) > max_rows + 1:
+                    raise SpecError(f"more than {max_rows:,} {what}; expected at most {max_rows:,}", where=name)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read the file: {safe_text(exc)}", where=name) from None
+    return out
