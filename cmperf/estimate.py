@@ -62,9 +62,7 @@ class Options:
 
         from cmperf.inputs import check_fields, check_sets
 
-        if self.attn_tp is None:
-            raise SpecError("expected a whole number in [1, 1024], got None", where="--attn-tp")
-        values = check_fields(self, OPTION_BOUNDS, OPTION_CHOICES)
+        values = check_fields(self, OPTION_BOUNDS, OPTION_CHOICES, required=("attn_tp",))
         return replace(self, **values, sets=check_sets(self.sets))
 
 

@@ -163,14 +163,15 @@ def option_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def check_fields(obj: Any, bounds: dict[str, tuple], choices: dict[str, tuple] | None = None) -> dict[str, Any]:
-    """Check the fields of a Python request object (None: use the default) against
-    {field: (whole, lo, hi[, lo_open])} and {field: allowed values}; errors name the matching CLI
-    option, so the Python API and the command line say the same thing. Returns the checked values."""
+def check_fields(obj: Any, bounds: dict[str, tuple], choices: dict[str, tuple] | None = None, required: tuple = ()) -> dict[str, Any]:
+    """Check the fields of a Python request object (None: use the default, except for the
+    `required` ones) against {field: (whole, lo, hi[, lo_open])} and {field: allowed values};
+    errors name the matching CLI option, so the Python API and the command line say the same
+    thing. Returns the checked values."""
     out = {}
     for name, b in bounds.items():
         v = getattr(obj, name)
-        if v is not None:
+        if v is not None or name in required:
             whole, lo, hi, *rest = b
             out[name] = check_number(v, option_name(name), whole=whole, lo=lo, hi=hi, lo_open=bool(rest and rest[0]))
     for name, allowed in (choices or {}).items():

@@ -46,7 +46,7 @@ class PlanRequest:
             raise SpecError(f"expected one or more TPOT SLOs in ms, got {self.tpot_ms!r}", where="--tpot")
         tpots = tuple(check_number(t, "--tpot", whole=False, lo=TPOT_MS_RANGE[0], hi=TPOT_MS_RANGE[1]) for t in tpots)
         ttft = None if self.ttft_ms is None else check_number(self.ttft_ms, "--ttft", whole=False, lo=TTFT_MS_RANGE[0], hi=TTFT_MS_RANGE[1])
-        values = check_fields(self, PLAN_BOUNDS, {"eplb": ("default", "perfect")})
+        values = check_fields(self, PLAN_BOUNDS, {"eplb": ("default", "perfect")}, required=tuple(k for k in PLAN_BOUNDS if k != "devices"))
         return replace(self, **values, tpot_ms=tpots, ttft_ms=ttft, sets=check_sets(self.sets))
 
 

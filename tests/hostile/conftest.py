@@ -64,3 +64,38 @@ def write_spec(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
 @pytest.fixture
 def hw_file(tmp_path):
     return lambda text, name="hw.toml": write_spec(tmp_path, text, name)
+
+
+# ---- shared pieces of the fuzz tests ------------------------------------------------------------
+
+#: Text a hostile user might type where a number belongs.
+HOSTILE_NUMBERS = ["0", "-0", "-1", "1", "2", "7", "0.5", "1e-300", "5e-324", "1e-30", "1e30", "1e308", "1e400", "-1e400", "nan", "NaN", "-nan",
+                   "inf", "-inf", "Infinity", "2147483647", "2147483648", "9223372036854775808", "1" + "0" * 40, "9" * 400, "0x10", "1_000",
+                   "1__0", "_1", "1e", "", " ", "abc", "1,5", "١٢", "½", "\x1b[31m1", "1\x00", "1\u202e", "true", "None", "[1]"]
+
+
+def settings_for(n: int):
+    """Deterministic hypothesis settings for `n` examples; no deadline (first runs import numpy)."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(max_examples=n, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
+
+
+def check_contract(code: int, out: str, err: str) -> None:
+    """Any CLI run: exit 0, or exit 1/2 with exactly one `cmperf: error:` line; never a traceback or
+    a raw control character."""
+    assert "Traceback" not in err and "Traceback" not in out
+    assert_terminal_safe(out + err)
+    if code != 0:
+        assert code in (1, 2), (code, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cmperf: error: "), err
+
+
+def finite_result(res: dict, phase: str) -> None:
+    import numpy as np
+
+    lat = "tpot_s" if phase == "decode" else "ttft_s"
+    for key in (lat, "tokens_per_s_per_device", "hbm_used_bytes_per_die"):
+        v = np.asarray(res[key], dtype=float)
+        assert np.all(np.isfinite(v)) and np.all(v > 0), (key, v)
