@@ -75,10 +75,12 @@ HOSTILE_NUMBERS = ["0", "-0", "-1", "1", "2", "7", "0.5", "1e-300", "5e-324", "1
 
 
 def settings_for(n: int):
-    """Deterministic hypothesis settings for `n` examples; no deadline (first runs import numpy)."""
+    """Deterministic hypothesis settings for `n` examples; no deadline (first runs import numpy).
+    CMPERF_FUZZ_EXAMPLES=N runs N randomly seeded examples per test instead (a deeper hunt)."""
     from hypothesis import HealthCheck, settings
 
-    return settings(max_examples=n, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
+    deep = int(os.environ.get("CMPERF_FUZZ_EXAMPLES", "0"))
+    return settings(max_examples=deep or n, deadline=None, derandomize=not deep, suppress_health_check=list(HealthCheck), database=None)
 
 
 def check_contract(code: int, out: str, err: str) -> None:
