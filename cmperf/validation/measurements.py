@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from cmperf.errors import SpecError
-from cmperf.inputs import MAX_INT, MAX_MAGNITUDE, check_number, csv_lines, safe_text
+from cmperf.inputs import MAX_CSV_ROWS, MAX_INT, MAX_MAGNITUDE, check_number, csv_lines, safe_text
 from cmperf.specs.loader import Spec, parse_finite
 from cmperf.units import DTYPE_BYTES, MS, TFLOPS, US
 
 #: Most rows a measurements file may have, and most of them of kind decode or prefill (each such
 #: row runs the whole model at every step of the fit): bounds that keep a fit under a minute.
-MAX_MEASUREMENTS = 2_000
+MAX_MEASUREMENTS = MAX_CSV_ROWS
 MAX_MODEL_ROWS = 30
 #: Columns every row has.
 BASE_COLUMNS = ("kind", "value", "unit")
