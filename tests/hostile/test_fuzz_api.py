@@ -61,3 +61,21 @@ def test_fuzz_plan_request(kw):
     for t in req.tpot_ms:
         assert math.isfinite(t) and t > 0
     assert 0 <= req.prefix_hit < 1 and 0 <= req.mtp_acceptance <= 1 and req.input_len >= 1 and req.top >= 1
+
+
+@settings_for(60)
+@given(st.dictionaries(st.sampled_from(["input_len", "output_len", "mtp_acceptance", "prefix_hit", "devices", "max_mtp", "tpot_ms", "ttft_ms",
+                                        "eplb", "cache_path"]), ANY, min_size=1, max_size=3))
+def test_fuzz_whatif_scenario(kw):
+    from cmperf.whatif.core import scenario
+
+    if "tpot_ms" in kw and not isinstance(kw["tpot_ms"], (tuple, list)):
+        kw["tpot_ms"] = (kw["tpot_ms"],)
+    try:
+        sc = scenario(**kw)
+    except SpecError as exc:
+        assert exc.where, str(exc)
+        return
+    except CmperfError:
+        return
+    assert sc.input_len >= 1 and 0 <= sc.prefix_hit < 1 and all(math.isfinite(t) and t > 0 for t in sc.tpot_ms)
