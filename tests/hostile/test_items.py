@@ -13,10 +13,8 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cmperf.errors import SpecError
