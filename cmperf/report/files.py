@@ -89,6 +89,8 @@ def write_run_dir(parent: str | Path, prefix: str, files: dict[str, str], tag: s
 
 
 def _write(parent: Path, prefix: str, files: dict[str, str], tag: str | None, overwrite: bool) -> Path:
+    if parent.exists() and not parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
     parent.mkdir(parents=True, exist_ok=True)
     clean_stale(parent, prefix)
     stamp = tag or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
