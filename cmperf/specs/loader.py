@@ -318,6 +318,14 @@ def known_names(kind: str) -> list[str]:
     return sorted(names)
 
 
+def _is_file(p: Path) -> bool:
+    """A regular file (or a link to one); False for a name the system cannot even look up."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):  # too long, a NUL byte, a loop of links
+        return False
+
+
 def resolve(name_or_path: str, kind: str, where: str | None = None) -> Path:
     """The file a name or path stands for; errors name `where` (default: the --hardware/--model option)."""
     where = where or f"--{kind}"
@@ -325,12 +333,12 @@ def resolve(name_or_path: str, kind: str, where: str | None = None) -> Path:
         raise SpecError(f"expected a {kind} name or .toml path, got {name_or_path!r}", where=where)
     p = Path(name_or_path)
     if p.suffix == ".toml" or "/" in name_or_path or "\\" in name_or_path:
-        if not p.is_file():
+        if not _is_file(p):
             raise SpecError(f"no such {kind} file: {safe_text(name_or_path)}", where=where)
         return p
     for d in search_dirs(kind):
         cand = d / f"{name_or_path}.toml"
-        if cand.is_file():
+        if _is_file(cand):
             return cand
     names = known_names(kind)
     raise SpecError(
@@ -343,7 +351,10 @@ _CACHE: dict[tuple[str, str, float], Spec] = {}
 
 def _load(name_or_path: str, kind: str, where: str | None = None) -> Spec:
     path = resolve(name_or_path, kind, where)
-    key = (str(path.resolve()), kind, path.stat().st_mtime)
+    try:
+        key = (str(path.resolve()), kind, path.stat().st_mtime)
+    except OSError as exc:  # gone since it was found
+        raise SpecError(f"cannot read the file: {safe_text(exc)}", where=safe_text(path)) from None
     if key not in _CACHE:
         _CACHE[key] = parse_spec(path, kind)
     return _CACHE[key]

@@ -367,7 +367,15 @@ def default_out_path(hardware_path: Path) -> Path:
 
 def write_calibrated(cal: Calibration, out: str | Path | None = None, overwrite: bool = False) -> Path:
     """Write the original hardware file with the fitted values replaced (kind "fitted", a note with
-    the fit's residuals, a [sources] entry for the measurements file) and check that it loads."""
+    the fit's residuals, a [sources] entry for the measurements file) and check that it loads.
+    Any failure of the file system is one WriteError naming the path."""
+    try:
+        return _write_calibrated(cal, out, overwrite)
+    except OSError as exc:  # e.g. a name too long to look up, a folder that vanished
+        raise WriteError("calibrated file", out if out is not None else default_out_path(cal.hardware_path), exc) from None
+
+
+def _write_calibrated(cal: Calibration, out: str | Path | None, overwrite: bool) -> Path:
     import tomllib
 
     src_path = cal.hardware_path
