@@ -30,13 +30,14 @@ class WriteError(SpecError):
     #: errno values that say the environment, not the destination chosen, failed.
     ENVIRONMENT = frozenset({"ENOSPC", "EDQUOT", "EIO", "EFBIG", "ENOMEM"})
 
-    def __init__(self, what: str, path, exc: OSError):
+    def __init__(self, what: str, path, exc: OSError | ValueError):
         import errno
         import os
 
         from cmperf.inputs import safe_text
 
-        name = errno.errorcode.get(exc.errno or 0, "")
-        reason = (os.strerror(exc.errno) if exc.errno else str(exc)) or type(exc).__name__
+        code = getattr(exc, "errno", None)
+        name = errno.errorcode.get(code or 0, "")
+        reason = (os.strerror(code) if code else str(exc)) or type(exc).__name__
         super().__init__(f"cannot write the {what} to {safe_text(path)}: {reason[:1].lower() + reason[1:]}")
         self.exit_code = 1 if name in self.ENVIRONMENT else 2

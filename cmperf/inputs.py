@@ -231,6 +231,6 @@ def csv_lines(path, name: str, max_rows: int | None = None, what: str = "rows") 
                 out.append((state["line"], cells))
                 if max_rows is not None and len(out) > max_rows + 1:
                     raise SpecError(f"more than {max_rows:,} {what}; expected at most {max_rows:,}", where=name)
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a path with a NUL byte
         raise SpecError(f"cannot read the file: {safe_text(exc)}", where=name) from None
     return out

@@ -84,7 +84,7 @@ def write_run_dir(parent: str | Path, prefix: str, files: dict[str, str], tag: s
     parent = Path(parent)
     try:
         return _write(parent, prefix, files, tag, overwrite)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte (possible from Python only)
         raise WriteError("report", parent, exc) from None
 
 

@@ -17,7 +17,7 @@ from tests.hostile.conftest import settings_for
 _n = itertools.count()
 FILES = {"plan.md": "# plan \x1b[31m red\n", "a.csv": "x,y\n1,2\n"}
 TAGS = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["ok", "a\\b", "../x", ".hidden", "-x", "x" * 300, "a/b", "ow", "\x1b", "é"]))
-PLACES = ["fresh", "existing", "file", "under-file", "proc", "dev-null", "symlink-to-file", "dangling-symlink", "long-name", "control-name"]
+PLACES = ["fresh", "existing", "file", "under-file", "proc", "dev-null", "symlink-to-file", "dangling-symlink", "long-name", "control-name", "nul-name"]
 
 
 def _destination(base: Path, place: str) -> Path:
@@ -45,6 +45,8 @@ def _destination(base: Path, place: str) -> Path:
         return base / ("n" * 300)
     if place == "control-name":
         return base / "a\x1b]0;x\x07b"
+    if place == "nul-name":
+        return base / "a\x00b"
     return base / "fresh" / "deeper"
 
 
