@@ -95,23 +95,21 @@ def check_number(value: Any, where: str, *, whole: bool, lo: float, hi: float, l
 
     bool, None, NaN, infinities and (unless `text_ok`) strings are refused with a SpecError that
     names `where` and the allowed range."""
-    what = "a whole number" if whole else "a number"
-    raw = value
+    refused = SpecError(f"expected {'a whole number' if whole else 'a number'} {_bounds_text(lo, hi, lo_open)}, "
+                        f"got {safe_text(repr(value))}", where=where)
     if isinstance(value, str) and text_ok:
         try:
             value = parse_finite(value, where)
         except SpecError:
-            raise SpecError(f"expected {what} {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where) from None
+            raise refused from None
     if isinstance(value, bool) or not (isinstance(value, (int, float)) or _is_np_real(value)):
-        raise SpecError(f"expected {what} {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where)
+        raise refused
     try:
         f = float(value)
     except (OverflowError, TypeError, ValueError):
-        raise SpecError(f"expected {what} {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where) from None
-    if not math.isfinite(f) or (whole and not f.is_integer()):
-        raise SpecError(f"expected {what} {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where)
-    if not ((lo < f) if lo_open else (lo <= f)) or not f <= hi:
-        raise SpecError(f"expected {what} {_bounds_text(lo, hi, lo_open)}, got {safe_text(repr(raw))}", where=where)
+        raise refused from None
+    if not math.isfinite(f) or (whole and not f.is_integer()) or not ((lo < f) if lo_open else (lo <= f)) or not f <= hi:
+        raise refused
     return int(f) if whole else f
 
 
