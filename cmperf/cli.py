@@ -95,7 +95,7 @@ def hardware_show(name: Annotated[str, typer.Argument(help="Hardware name or .to
     from cmperf.specs.derived import hardware_derived
     from cmperf.specs.loader import load_hardware
 
-    hw = load_hardware(name)
+    hw = load_hardware(name, where="NAME")
     hw = _apply_to(hw, parse_set(sets))
     _show(hw, hardware_derived(hw), fmt)
 
@@ -113,7 +113,7 @@ def model_show(name: Annotated[str, typer.Argument(help="Model name or .toml pat
     from cmperf.specs.derived import model_derived
     from cmperf.specs.loader import load_model
 
-    m = load_model(name)
+    m = load_model(name, where="NAME")
     m = _apply_to(m, parse_set(sets))
     _show(m, model_derived(m), fmt)
 
@@ -178,6 +178,24 @@ def _range(lo, hi=None):
     return {"min": lo, "max": hi}
 
 
+def _frange(lo: float, hi: float):
+    """A real-valued option in [lo, hi]: NaN and infinities are refused with the range named
+    (a plain min/max check lets NaN through to a misleading message)."""
+
+    def parse(text):
+        from cmperf.errors import SpecError
+        from cmperf.inputs import check_number, safe_text
+
+        if isinstance(text, float):  # a default
+            return text
+        try:
+            return check_number(text, "", whole=False, lo=lo, hi=hi, text_ok=True)
+        except SpecError:
+            raise typer.BadParameter(f"expected a finite number in [{lo:g}, {hi:g}], got {safe_text(repr(text))}") from None
+
+    return {"parser": parse, "metavar": "FLOAT"}
+
+
 @app.command()
 def estimate(
     phase: Annotated[Phase, typer.Argument(help="decode or prefill.")],
@@ -188,16 +206,16 @@ def estimate(
     batch: Annotated[Optional[int], typer.Option(help="Decode: concurrent requests per device [96].", **_range(1, 1_000_000))] = None,
     input_len: Annotated[Optional[int], typer.Option(help="Prompt tokens per request [4096].", **_range(1, 10_000_000))] = None,
     output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [256].", **_range(1, 10_000_000))] = None,
-    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [input + output/2].", **_range(1, 10_000_000))] = None,
+    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [input + output/2].", **_frange(1.0, 10_000_000.0))] = None,
     tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [16384].", **_range(1, 100_000_000))] = None,
     microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [decode: the best of 1-3; prefill: 2].", **_range(1, 8))] = None,
     attn_cores: Annotated[Optional[int], typer.Option(help="Decode: matrix cores per die for the attention stream when microbatches overlap; the MoE stream gets the rest [the best allowed split].", **_range(1, 100_000))] = None,
     mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [1].", **_range(0, 8))] = None,
-    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [0.7].", **_range(0.0, 1.0))] = None,
+    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [0.7].", **_frange(0.0, 1.0))] = None,
     eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default (modelled skew) or perfect.")] = Eplb.default,
     redundant: Annotated[Optional[int], typer.Option(help="Redundant expert copies [32 where the placement allows].", **_range(0, 100_000))] = None,
     attn_tp: Annotated[int, typer.Option(help="Attention tensor-parallel degree (dies per group).", **_range(1, 1024))] = 1,
-    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [0].", **_range(0.0, 0.999))] = None,
+    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [0].", **_frange(0.0, 0.999))] = None,
     cache_path: Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool) or vpc.")] = CachePath.ub,
     sets: SetOpt = None,
     fmt: FormatOpt = Format.table,
@@ -219,19 +237,22 @@ def estimate(
 
 def _parse_ms(text: str, option: str) -> float:
     from cmperf.errors import SpecError
+    from cmperf.inputs import TPOT_MS_RANGE, TTFT_MS_RANGE, safe_text
+    from cmperf.units import MS
 
     t = text.strip().lower()
     scale = 1.0
     if t.endswith("ms"):
         t = t[:-2]
     elif t.endswith("s"):
-        t, scale = t[:-1], 1e3
+        t, scale = t[:-1], 1 / MS
     try:
-        v = float(t) * scale
+        v = float(t.replace("_", "")) * scale
     except ValueError:
-        raise SpecError(f"expected a time such as 50, 50ms or 0.05s, got {text!r}", where=option) from None
-    if not (v > 0 and v < 1e9):
-        raise SpecError(f"expected a positive time, got {text!r}", where=option)
+        raise SpecError(f"expected a time such as 50, 50ms or 0.05s, got {safe_text(repr(text))}", where=option) from None
+    lo, hi = TTFT_MS_RANGE if option == "--ttft" else TPOT_MS_RANGE
+    if not lo <= v <= hi:
+        raise SpecError(f"expected a time from {lo:g} ms to {hi:g} ms, got {safe_text(repr(text))}", where=option)
     return v
 
 
@@ -241,14 +262,14 @@ def plan(
     ttft: Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")] = None,
     input_len: Annotated[int, typer.Option(help="Prompt tokens per request.", **_range(1, 10_000_000))] = 4096,
     output_len: Annotated[int, typer.Option(help="Generated tokens per request.", **_range(1, 10_000_000))] = 256,
-    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_range(0.0, 1.0))] = 0.7,
+    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_frange(0.0, 1.0))] = 0.7,
     devices: Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **_range(1, 1_000_000))] = None,
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
     sets: SetOpt = None,
     top: Annotated[int, typer.Option(help="Deployments shown per SLO.", **_range(1, 100))] = 3,
     eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")] = Eplb.default,
-    prefix_hit: Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_range(0.0, 0.999))] = 0.0,
+    prefix_hit: Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_frange(0.0, 0.999))] = 0.0,
     out: Annotated[str, typer.Option("--out", help="Directory that receives the report folder.")] = "reports",
     tag: Annotated[Optional[str], typer.Option(help="Name the report folder plan-TAG [UTC timestamp].")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing plan-TAG folder.")] = False,
@@ -268,10 +289,9 @@ def plan(
         ttft_ms=_parse_ms(ttft, "--ttft") if ttft else None, input_len=input_len, output_len=output_len,
         mtp_acceptance=mtp_acceptance, devices=devices, top=top, eplb=eplb.value, prefix_hit=prefix_hit, sets=sets_d,
     )
-    if tag is not None and (not tag or "/" in tag or tag.startswith(".")):
-        from cmperf.errors import SpecError
+    from cmperf.inputs import check_tag
 
-        raise SpecError(f"expected a plain folder name, got {tag!r}", where="--tag")
+    check_tag(tag)
     result = run(req)
     path = None if no_write else write_run_dir(out, "plan", report_files(result), tag, overwrite)
     print_plan(result, fmt.value, str(path) if path else None)
@@ -285,8 +305,9 @@ def _apply_to(spec, sets):
     other = [k for k in sets if k not in spec.fields]
     if other:
         key = other[0]
-        if key.startswith("derived."):
-            raise SpecError(f"'{key}' is derived from other keys and cannot be set; set its inputs instead", where="--set")
+        from cmperf.overrides import refuse_derived
+
+        refuse_derived(key, spec.fields)
         raise SpecError(f"'{key}' is not a {spec.kind} key; " + unknown_key_message(key, spec.fields), where="--set")
     return spec.with_values(mine) if mine else spec
 
@@ -297,18 +318,20 @@ def main() -> None:
     Domain errors (CmperfError) and typer's usage errors (unknown option, value out of range) both
     print `cmperf: error: ...` on stderr; `--help` and normal runs are untouched.
     """
+    from cmperf.inputs import safe_text
+
     click_exceptions = typer.BadParameter.__mro__[2]  # ClickException of typer's bundled click
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's `raise typer.Exit(n)` comes back as n
     except CmperfError as exc:
-        print(f"cmperf: error: {exc}", file=sys.stderr)
+        print(f"cmperf: error: {safe_text(' '.join(str(exc).split()))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except click_exceptions as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # `cmperf` or `cmperf hardware` alone: show help
             print(exc.ctx.get_help())
             sys.exit(0)
         hint = f" (see `cmperf {exc.ctx.command_path.split(' ', 1)[1]} --help`)" if getattr(exc, "ctx", None) and " " in exc.ctx.command_path else ""
-        print(f"cmperf: error: {exc.format_message()}{hint}", file=sys.stderr)
+        print(f"cmperf: error: {safe_text(' '.join(exc.format_message().split()))}{hint}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Abort:
         print("cmperf: aborted", file=sys.stderr)
@@ -319,6 +342,8 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 # Commands defined in their own modules register themselves on `app` when imported.

@@ -10,14 +10,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from cmperf.cli import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, _parse_ms, _range, app
+from cmperf.cli import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, _frange, _parse_ms, _range, app
 
 TpotOpt = Annotated[Optional[list[str]], typer.Option("--tpot", help="TPOT SLO, repeatable: 50 or 50ms [15 and 50].")]
 TtftOpt = Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")]
 InputOpt = Annotated[int, typer.Option(help="Prompt tokens per request.", **_range(1, 10_000_000))]
 OutputOpt = Annotated[int, typer.Option(help="Generated tokens per request.", **_range(1, 10_000_000))]
-AccOpt = Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_range(0.0, 1.0))]
-HitOpt = Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_range(0.0, 0.999))]
+AccOpt = Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_frange(0.0, 1.0))]
+HitOpt = Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_frange(0.0, 0.999))]
 CacheOpt = Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool over UB) or vpc.")]
 DevicesOpt = Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **_range(1, 1_000_000))]
 EplbOpt = Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")]
@@ -32,10 +32,9 @@ def _tpots(tpot) -> tuple:
 
 
 def _check_tag(tag):
-    from cmperf.errors import SpecError
+    from cmperf.inputs import check_tag
 
-    if tag is not None and (not tag or "/" in tag or "\\" in tag or tag.startswith(".")):
-        raise SpecError(f"expected a plain folder name, got {tag!r}", where="--tag")
+    check_tag(tag)
 
 
 def _write(out, prefix, files_fn, tag, overwrite, no_write):
@@ -170,7 +169,7 @@ def sweep(
 @app.command()
 def sensitivity(
     keys: Annotated[Optional[list[str]], typer.Option("--key", help="Only these hardware keys: a key, a prefix (scaleup.) or a glob (repeatable) [all].")] = None,
-    step: Annotated[float, typer.Option(help="Relative step of the finite differences.", **_range(0.001, 0.5))] = 0.1,
+    step: Annotated[float, typer.Option(help="Relative step of the finite differences.", **_frange(0.001, 0.5))] = 0.1,
     tpot: TpotOpt = None,
     ttft: TtftOpt = None,
     input_len: InputOpt = 4096,
@@ -205,7 +204,7 @@ def sensitivity(
 
 @app.command()
 def capacity(
-    rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **_range(1e-6, 1e7))],
+    rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **_frange(1e-6, 1e7))],
     tpot: Annotated[str, typer.Option("--tpot", help="TPOT SLO: 50 or 50ms.")] = "50",
     ttft: TtftOpt = None,
     input_len: InputOpt = 4096,

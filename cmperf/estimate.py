@@ -24,6 +24,15 @@ DEFAULTS = {
     "prefill": {"devices": 16, "tokens_per_device": 16384, "prefill_microbatches": 2, "redundant": 32},
 }
 WORKLOAD_DEFAULTS = {"input_len": 4096, "output_len": 256, "mtp": 1, "mtp_acceptance": 0.7, "prefix_hit": 0.0}
+#: What each option may be, as (whole number?, lower, upper): the same ranges as the CLI options.
+OPTION_BOUNDS = {
+    "devices": (True, 1, 1_000_000), "ep": (True, 1, 1_000_000), "batch": (True, 1, 1_000_000),
+    "input_len": (True, 1, 10_000_000), "output_len": (True, 1, 10_000_000), "kv_len": (False, 1, 10_000_000),
+    "tokens_per_device": (True, 1, 100_000_000), "microbatches": (True, 1, 8), "mtp": (True, 0, 8),
+    "mtp_acceptance": (False, 0.0, 1.0), "redundant": (True, 0, 100_000), "attn_tp": (True, 1, 1024),
+    "prefix_hit": (False, 0.0, 0.999),
+}
+OPTION_CHOICES = {"eplb": ("default", "perfect"), "cache_path": ("ub", "vpc")}
 
 
 @dataclass
@@ -48,6 +57,16 @@ class Options:
     cache_path: str = "ub"
     sets: dict = field(default_factory=dict)
 
+    def checked(self) -> "Options":
+        """A copy with every field validated (SpecError naming the CLI option otherwise): whole
+        numbers as int, reals as float, `sets` as a dict."""
+        from dataclasses import replace
+
+        from cmperf.inputs import check_fields, check_sets
+
+        values = check_fields(self, OPTION_BOUNDS, OPTION_CHOICES, required=("attn_tp",))
+        return replace(self, **values, sets=check_sets(self.sets))
+
 
 def load_specs(hardware: str, model: str, sets: dict) -> tuple[Spec, Spec, dict]:
     return apply_overrides(load_hardware(hardware), load_model(model), sets)
@@ -65,10 +84,27 @@ def default_redundant(model: Spec, hw: Spec, ep: int, requested: int | None) -> 
     if requested is not None:
         return requested
     E, S = dv.moe_shape(model)["E"], dv.moe_shape(model)["S"]
-    for r in (32, 0, *range(16, E + 1, 16)):
-        if bool(placement(E, S, ep, r)["valid"]):
+    for r in (32, 0, 16, _fewest_replicated(E, int(ep))):
+        if r is not None and (r in (32, 0) or r <= E) and bool(placement(E, S, ep, r)["valid"]):
             return r
     return 0
+
+
+def _fewest_replicated(E: int, ep: int) -> int | None:
+    """The smallest multiple of 16 (at least 16, at most E) with (E + r) divisible by ep, or None.
+
+    Solves 16 j = -E (mod ep) in closed form, so any expert count is answered at once (trying every
+    multiple of 16 took minutes for E near 2**31). With 16 not dedicated, no larger r is either."""
+    from math import gcd
+
+    g = gcd(16, ep)
+    rhs = (-E) % ep
+    if rhs % g:
+        return None
+    m = ep // g
+    j = (rhs // g) * pow(16 // g, -1, m) % m if m > 1 else 0
+    r = 16 * (j or m)
+    return r if r <= E else None
 
 
 def check_placement(hw: Spec, model: Spec, devices: int, ep: int, redundant: int, attn_tp: int) -> None:
@@ -108,13 +144,12 @@ def _best_pipeline(hw: Spec, m: Spec, base: dict, microbatches: int | None, attn
 
 
 def estimate(phase: str, hardware: str = "cloudmatrix384", model: str = "deepseek-r1", opts: Options | None = None) -> dict:
-    opts = opts or Options()
-    if phase not in DEFAULTS:
+    opts = opts if opts is not None else Options()
+    if not isinstance(opts, Options):
+        raise SpecError(f"expected an Options object, got {type(opts).__name__}", where="opts")
+    if not isinstance(phase, str) or phase not in DEFAULTS:
         raise SpecError(f"expected 'decode' or 'prefill', got {phase!r}", where="PHASE")
-    if opts.eplb not in ("default", "perfect"):
-        raise SpecError(f"expected 'default' or 'perfect', got {opts.eplb!r}", where="--eplb")
-    if opts.cache_path not in ("ub", "vpc"):
-        raise SpecError(f"expected 'ub' or 'vpc', got {opts.cache_path!r}", where="--cache-path")
+    opts = opts.checked()
     hw, m, workload = load_specs(hardware, model, opts.sets)
     d = DEFAULTS[phase]
     devices = opts.devices or d["devices"]
@@ -159,9 +194,22 @@ def estimate(phase: str, hardware: str = "cloudmatrix384", model: str = "deepsee
         )
         validate_prefill(inp)
         res = evaluate_prefill(hw, m, inp)
+    check_finite_result(res, hw, m, ("tpot_s" if phase == "decode" else "ttft_s", "tokens_per_s_per_device", "hbm_used_bytes_per_die"))
     res["hardware"], res["model"] = hw, m
     res["workload"] = {"input_len": input_len, "output_len": output_len, "mtp": mtp, "mtp_acceptance": acc, "prefix_hit": hit}
     return res
+
+
+def check_finite_result(res: dict, hw: Spec, m: Spec, keys) -> None:
+    """Refuse, naming the inputs, a result the model cannot give as a finite positive number
+    (values at the edge of their ranges can combine into an overflow or an underflow)."""
+    for key in keys:
+        v = np.asarray(res[key], dtype=float)
+        if not np.all(np.isfinite(v) & (v > 0)):
+            changed = [*hw.overridden, *m.overridden]
+            inputs = f"the values set ({', '.join(changed)})" if changed else f"the values of {hw.path} and {m.path}"
+            raise SpecError(f"the model gives {key} = {float(v.reshape(-1)[0]):g} for these inputs: {inputs} are beyond what "
+                            "it can evaluate; expected values nearer real hardware and models", where="--set" if changed else hw.path)
 
 
 def scalar(x) -> float:

@@ -28,29 +28,33 @@ def parse_set(items: Iterable[str] | None) -> dict[str, str]:
     return out
 
 
+def refuse_derived(key: str, valid, where: str = "--set") -> None:
+    """A `derived.*` key cannot be set: say so for a real one, call any other unknown."""
+    from cmperf.specs.derived import derived_key_names
+
+    if not key.startswith("derived."):
+        return
+    if key in derived_key_names():
+        raise SpecError(f"'{key}' is derived from other keys and cannot be set; set its inputs instead", where=where)
+    raise SpecError(unknown_key_message(key, valid), where=where)
+
+
 def all_keys() -> list[str]:
     return [*HARDWARE_FIELDS, *MODEL_FIELDS, *WORKLOAD_FIELDS]
 
 
 def check_workload_value(key: str, raw: Any, where: str = "--set") -> Any:
+    from cmperf.inputs import check_number
+
     typ, lo, hi, _ = WORKLOAD_FIELDS[key]
-    try:
-        value = typ(float(raw)) if typ is int else float(raw)
-        if typ is int and float(raw) != value:
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise SpecError(f"expected a {'whole number' if typ is int else 'number'}, got {raw!r}", where=f"{where} {key}") from None
-    if not lo <= value <= hi:
-        raise SpecError(f"expected a value in [{lo:g}, {hi:g}], got {raw!r}", where=f"{where} {key}")
-    return value
+    return check_number(raw, f"{where} {key}", whole=typ is int, lo=lo, hi=hi, text_ok=True)
 
 
 def apply_overrides(hw: Spec, model: Spec, sets: dict[str, str]) -> tuple[Spec, Spec, dict[str, Any]]:
     """Split `--set` items by key space and validate each; returns (hardware, model, workload)."""
     hw_up, model_up, workload = {}, {}, {}
     for key, value in sets.items():
-        if key.startswith("derived."):
-            raise SpecError(f"'{key}' is derived from other keys and cannot be set; set its inputs instead", where="--set")
+        refuse_derived(key, all_keys())
         if key in HARDWARE_FIELDS:
             hw_up[key] = value
         elif key in MODEL_FIELDS:

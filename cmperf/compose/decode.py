@@ -98,7 +98,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_
     skew = popularity_cv(model["routing.popularity_skew"], model["routing.eplb_residual_frac"], model["routing.request_skew"], requests, inp.eplb_perfect)
     tokens_in_group = ep * t
     mean_rank = tokens_in_group * k * pl["routed_per_rank"] / (E + np.asarray(inp.redundant, float))
-    hot = hottest_rank_load(mean_rank, pl["routed_per_rank"], pl["routed_ranks"], skew)
+    hot = hottest_rank_load(mean_rank, pl["routed_per_rank"], pl["routed_ranks"], skew, tokens_in_group, k)
     c = pl["routed_per_rank"]
     shared_rows = np.where(pl["dedicated"], tokens_in_group * S / np.maximum(pl["shared_copies"], 1.0), t * S)
     dmsg, cmsg = message_bytes(model)

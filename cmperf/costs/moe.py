@@ -64,20 +64,25 @@ def _ratio_of_falling_factorials(a, b, k):
     return out
 
 
-def hottest_rank_load(mean_load, experts_on_rank, n_ranks, skew_cv):
+def hottest_rank_load(mean_load, experts_on_rank, n_ranks, skew_cv, tokens=None, top_k=None):
     """Expected load of the busiest of `n_ranks` ranks with the given mean load (tokens).
 
-        L_max = mu + sqrt(mu^2 s^2 / c + mu) * sqrt(2 ln R)
+        L_max = min(mu + sqrt(mu^2 s^2 / c + mu) * sqrt(2 ln R),  T x min(k, c))
     mu: mean tokens per rank; Poisson sampling noise (variance mu) plus expert-popularity spread
     with coefficient of variation s over c independently placed experts; the expected maximum of R
-    near-normal loads is mu + sigma * sqrt(2 ln R) (Gumbel tail).
+    near-normal loads is mu + sigma * sqrt(2 ln R) (Gumbel tail). No rank can receive more rows
+    than every one of the T tokens routed to it, each to at most min(k, c) of its experts: with
+    `tokens` and `top_k` given, that bound caps the tail (a large skew otherwise exceeds it).
     Assumes: independent popularity per expert; s already reduced by load balancing.
     """
     mu = np.asarray(mean_load, dtype=float)
     c = np.maximum(np.asarray(experts_on_rank, dtype=float), 1.0)
     sigma = np.sqrt(mu * mu * skew_cv * skew_cv / c + mu)
     z = np.sqrt(2.0 * np.log(np.maximum(np.asarray(n_ranks, dtype=float), 1.0)))
-    return mu + sigma * z
+    hot = mu + sigma * z
+    if tokens is not None and top_k is not None:
+        hot = np.minimum(hot, np.asarray(tokens, dtype=float) * np.minimum(top_k, c))
+    return hot
 
 
 def popularity_cv(global_skew, eplb_residual, request_skew, requests_mixed, perfect=False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cmperf import __version__
+from cmperf.inputs import safe_text
 from cmperf.report.explain import assumptions
 from cmperf.report.render import fmt_number, make_console, print_table, to_csv, to_json, to_markdown
 from cmperf.report.svg import line_chart
@@ -87,7 +88,7 @@ def print_plan(result, fmt: str, out_dir: str | None = None) -> None:
         print(to_csv(records(result)), end="")
         return
     if fmt == "md":
-        print(markdown(result, "frontier.svg"))
+        print(safe_text(markdown(result, "frontier.svg")))
         return
     con = make_console()
     for line in _question(result):

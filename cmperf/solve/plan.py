@@ -34,6 +34,28 @@ class PlanRequest:
     prefix_hit: float = 0.0
     sets: dict = field(default_factory=dict)
 
+    def checked(self) -> "PlanRequest":
+        """A copy with every field validated as the CLI validates its options (SpecError otherwise)."""
+        from cmperf.inputs import TPOT_MS_RANGE, TTFT_MS_RANGE, check_fields, check_number, check_sets
+
+        for name in ("hardware", "model"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise SpecError(f"expected a {name} name or .toml path, got {getattr(self, name)!r}", where=f"--{name}")
+        tpots = (self.tpot_ms,) if isinstance(self.tpot_ms, (int, float)) else self.tpot_ms
+        if not isinstance(tpots, (tuple, list)) or not tpots:
+            raise SpecError(f"expected one or more TPOT SLOs in ms, got {self.tpot_ms!r}", where="--tpot")
+        tpots = tuple(check_number(t, "--tpot", whole=False, lo=TPOT_MS_RANGE[0], hi=TPOT_MS_RANGE[1]) for t in tpots)
+        ttft = None if self.ttft_ms is None else check_number(self.ttft_ms, "--ttft", whole=False, lo=TTFT_MS_RANGE[0], hi=TTFT_MS_RANGE[1])
+        values = check_fields(self, PLAN_BOUNDS, {"eplb": ("default", "perfect")}, required=tuple(k for k in PLAN_BOUNDS if k != "devices"))
+        return replace(self, **values, tpot_ms=tpots, ttft_ms=ttft, sets=check_sets(self.sets))
+
+
+#: (whole number?, lower, upper) of each PlanRequest field: the ranges of the CLI options.
+PLAN_BOUNDS = {
+    "input_len": (True, 1, 10_000_000), "output_len": (True, 1, 10_000_000), "mtp_acceptance": (False, 0.0, 1.0),
+    "devices": (True, 1, 1_000_000), "top": (True, 1, 100), "prefix_hit": (False, 0.0, 0.999),
+}
+
 
 @dataclass
 class PlanResult:
@@ -144,9 +166,9 @@ def _paper_point(grid: Grid, slo_s, ref: dict):
 def plan(req: PlanRequest) -> PlanResult:
     from cmperf.estimate import load_specs
 
-    for t in req.tpot_ms:
-        if not t > 0:
-            raise SpecError(f"expected a positive TPOT in ms, got {t}", where="--tpot")
+    if not isinstance(req, PlanRequest):
+        raise SpecError(f"expected a PlanRequest, got {type(req).__name__}", where="request")
+    req = req.checked()
     hw, model, workload = load_specs(req.hardware, req.model, req.sets)
     # `--set workload.KEY=VALUE` takes precedence over the matching plan option.
     wl = {k.split(".", 1)[1]: v for k, v in workload.items()}
@@ -165,6 +187,10 @@ def plan(req: PlanRequest) -> PlanResult:
     pg = prefill_grid(hw, model, budget, req.input_len, perfect, req.prefix_hit)
 
     for grid, phase in ((dg, "decode"), (pg, "prefill")):
+        if grid.size == 0:
+            E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
+            raise InfeasibleError(f"no {phase} deployment of up to {budget} devices can place the model's {E} routed and {S} shared "
+                                  "experts (one per die, or the routed ones spread evenly over the dies)", where="--devices/--set")
         if not grid.ok.any():
             used = np.where(np.broadcast_to(grid.result["valid"], grid.shape), np.broadcast_to(grid.result["hbm_used_bytes_per_die"], grid.shape), np.inf)
             raise InfeasibleError(f"no {phase} deployment fits in HBM: the smallest needs {used.min() / 1e9:.1f} GB per die, "

@@ -317,3 +317,21 @@ def model_derived(m: Spec) -> dict[str, float]:
         out["derived.params_activated_as_stated"] = stated_count(m, active_no_emb + 2 * emb, emb, mtp_active)
         out["derived.params_activated_vs_stated"] = out["derived.params_activated_as_stated"] / m["stated.params_activated"]
     return out
+
+
+class _AnyValues:
+    """Stands in for a spec holding every key: 1 for numbers, a data type for precision keys."""
+
+    def __getitem__(self, key: str):
+        return next(iter(DTYPE_BYTES)) if key.startswith("precision.") else 1
+
+    def has(self, key: str) -> bool:
+        return True
+
+    def get(self, key: str, default=None):
+        return self[key]
+
+
+def derived_key_names() -> set[str]:
+    """Every `derived.*` key `show` can print, for any hardware or model."""
+    return set(hardware_derived(_AnyValues())) | set(model_derived(_AnyValues()))

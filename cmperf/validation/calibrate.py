@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cmperf.errors import SpecError
+from cmperf.errors import SpecError, WriteError
+from cmperf.inputs import safe_text
 from cmperf.specs.loader import Spec, parse_spec, resolve, unknown_key_message
 from cmperf.specs.schema import HARDWARE_FIELDS
 from cmperf.validation.measurements import Measurement, Predictor, read_measurements
@@ -176,8 +177,10 @@ def informed(pred: Predictor, keys: list[str], base: np.ndarray) -> dict[str, fl
 # ---- the fit ------------------------------------------------------------------------------------
 
 
-def calibrate(measurements_path: str | Path, hardware: str = "cloudmatrix384", model: str = "deepseek-r1", params: list[str] | None = None) -> Calibration:
-    """Fit `params` (default DEFAULT_PARAMS, informed ones only) of `hardware` to the measurements."""
+def calibrate(measurements_path: str | Path, hardware: str = "cloudmatrix384", model: str = "deepseek-r1", params: list[str] | None = None,
+              progress=None) -> Calibration:
+    """Fit `params` (default DEFAULT_PARAMS, informed ones only) of `hardware` to the measurements;
+    `progress(evaluations)` is called after each evaluation of the fit."""
     from scipy.optimize import least_squares
 
     mpath = Path(measurements_path)
@@ -218,8 +221,14 @@ def calibrate(measurements_path: str | Path, hardware: str = "cloudmatrix384", m
         x = np.clip(p * scale, lo * scale, hi * scale)
         return {k: float(v) for k, v in zip(fit_keys, x)}
 
+    calls = [0]
+
     def residuals(p):
-        return pred.predict(values_of(p)) / measured - 1.0
+        out = pred.predict(values_of(p)) / measured - 1.0
+        calls[0] += 1
+        if progress is not None:
+            progress(calls[0])
+        return out
 
     p0 = np.clip(x0 / scale, lo, hi)
     res = least_squares(residuals, p0, bounds=(lo, hi), method="trf", diff_step=1e-6, ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=200 * (len(fit_keys) + 1))
@@ -363,7 +372,15 @@ def default_out_path(hardware_path: Path) -> Path:
 
 def write_calibrated(cal: Calibration, out: str | Path | None = None, overwrite: bool = False) -> Path:
     """Write the original hardware file with the fitted values replaced (kind "fitted", a note with
-    the fit's residuals, a [sources] entry for the measurements file) and check that it loads."""
+    the fit's residuals, a [sources] entry for the measurements file) and check that it loads.
+    Any failure of the file system is one WriteError naming the path."""
+    try:
+        return _write_calibrated(cal, out, overwrite)
+    except OSError as exc:  # e.g. a name too long to look up, a folder that vanished
+        raise WriteError("calibrated file", out if out is not None else default_out_path(cal.hardware_path), exc) from None
+
+
+def _write_calibrated(cal: Calibration, out: str | Path | None, overwrite: bool) -> Path:
     import tomllib
 
     src_path = cal.hardware_path
@@ -373,14 +390,19 @@ def write_calibrated(cal: Calibration, out: str | Path | None = None, overwrite:
         raise SpecError(f"expected a path ending in .toml, got {str(out_path)!r}", where=where)
     if out_path.resolve() == src_path.resolve():
         raise SpecError(f"refusing to overwrite the original hardware file {src_path}; choose another --out", where=where)
+    if out_path.is_dir():
+        raise SpecError(f"{safe_text(out_path)} is a directory; expected a file path ending in .toml", where=where)
     if out_path.exists() and not overwrite:
-        raise SpecError(f"{out_path} exists; pass --overwrite to replace it", where=where)
+        raise SpecError(f"{safe_text(out_path)} exists; pass --overwrite to replace it", where=where)
     if out is None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WriteError("calibrated file", out_path, exc) from None
     if not out_path.parent.is_dir():
-        raise SpecError(f"no such directory: {out_path.parent}", where=where)
+        raise SpecError(f"no such directory: {safe_text(out_path.parent)}", where=where)
 
-    text = src_path.read_text(encoding="utf-8")
+    text = src_path.read_text(encoding="utf-8-sig")
     doc = tomllib.loads(text)
     data = cal.measurements_path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()[:12]
@@ -389,7 +411,7 @@ def write_calibrated(cal: Calibration, out: str | Path | None = None, overwrite:
     n = 2
     while sid in doc.get("sources", {}):
         sid, n = f"calibration-{n}", n + 1
-    mname = cal.measurements_path.name
+    mname = safe_text(cal.measurements_path.name)  # it goes into notes, which refuse control characters
     n_rows = len(cal.measurements)
     source = {
         "title": f"cmperf calibrate: {n_rows} measurements in {mname} (sha256 {digest}), fitted {stamp}",
@@ -420,18 +442,25 @@ def write_calibrated(cal: Calibration, out: str | Path | None = None, overwrite:
         for sec, entries in tables.items():
             regen[sec] = {**regen.get(sec, {}), **entries}
         new_text = _regenerate(regen, header)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}-", suffix=".toml", dir=out_path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}-", suffix=".toml", dir=out_path.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes it private; the file is as shared as any the user writes
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(new_text)
+            fh.flush()
+            os.fsync(fh.fileno())
         spec = parse_spec(Path(tmp), "hardware")
         for key in cal.fitted:
             assert spec.provenance[key].kind == "fitted" and spec[key] == cal.after[key], key
         os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as exc:
+        raise WriteError("calibrated file", out_path, exc) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
     return out_path
 
 

@@ -458,7 +458,7 @@ def test_huge_int_field_is_rejected_or_estimates(key, literal):
         load_hardware(str(p)) if kind == "hardware" else load_model(str(p))
     except SpecError:
         return
-    # raises OverflowError today (numpy: 'int too large to convert to float' / 'to C long')
+    # once raised OverflowError here (numpy: 'int too large to convert to float' / 'to C long'); the loader now refuses such shapes
     decode_outcome(str(p)) if kind == "hardware" else decode_outcome("cloudmatrix384", str(p), allow_inf=True)
 
 
