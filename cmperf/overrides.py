@@ -34,6 +34,10 @@ def all_keys() -> list[str]:
 
 def check_workload_value(key: str, raw: Any, where: str = "--set") -> Any:
     typ, lo, hi, _ = WORKLOAD_FIELDS[key]
+    if isinstance(raw, str):
+        from cmperf.specs.loader import parse_finite
+
+        raw = parse_finite(raw, f"{where} {key}")  # units and prefixes: 32k, 4Ki
     try:
         value = typ(float(raw)) if typ is int else float(raw)
         if typ is int and float(raw) != value:

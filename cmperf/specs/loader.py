@@ -99,7 +99,7 @@ def _check_value(raw: Any, f: Field, *, where: str, from_text: bool = False) -> 
             raise SpecError(f"expected a string, got {raw!r}", where=where)
         return raw
     if isinstance(raw, str) and from_text:
-        raw = _parse_number(raw, where)
+        raw = _parse_number(raw, where, f.unit)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise SpecError(f"expected a number ({f.unit or 'count'}), got {raw!r}", where=where)
     if f.type == "int":
@@ -129,21 +129,27 @@ def _check_value(raw: Any, f: Field, *, where: str, from_text: bool = False) -> 
     return raw
 
 
-def parse_finite(text: str, where: str, what: str = "") -> float:
-    """A finite number written as text (underscores allowed), or a SpecError naming `where`
+def parse_finite(text: str, where: str, what: str = "", unit: str | None = None) -> float:
+    """A finite number written as text (underscores allowed, and a unit: `96GB`, `1.6TB/s`, `50us`,
+    `32k`, converted to `unit`, the unit of the key it is for), or a SpecError naming `where`
     (and `what` the number stands for, e.g. START)."""
+    from cmperf.units import parse_quantity
+
     as_what = f" as {what}" if what else ""
     try:
         value = float(text.replace("_", ""))
     except ValueError:
-        raise SpecError(f"expected a number{as_what}, got {text!r}", where=where) from None
+        try:
+            value = parse_quantity(text, unit)
+        except ValueError as exc:
+            raise SpecError(f"{exc}{as_what}", where=where) from None
     if not math.isfinite(value):
         raise SpecError(f"expected a finite number{as_what}, got {text!r}", where=where)
     return value
 
 
-def _parse_number(text: str, where: str) -> float:
-    value = parse_finite(text, where)
+def _parse_number(text: str, where: str, unit: str | None = None) -> float:
+    value = parse_finite(text, where, unit=unit)
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
 
 

@@ -115,7 +115,11 @@ class Scenario:
 
 
 def _check_extra(key: str, raw, where: str):
-    typ, lo, hi, _, _ = SEARCH_FIELDS.get(key) or SLO_FIELDS[key]
+    typ, lo, hi, _, unit = SEARCH_FIELDS.get(key) or SLO_FIELDS[key]
+    if isinstance(raw, str):
+        from cmperf.specs.loader import parse_finite
+
+        raw = parse_finite(raw, f"{where} {key}", unit=unit if unit == "ms" else None)
     try:
         v = float(raw)
         if typ is int:
