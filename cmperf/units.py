@@ -18,6 +18,10 @@ TFLOPS = 1e12
 
 US = 1e-6
 MS = 1e-3
+HOUR_S = 3600.0
+
+#: Token counts in prices: dollars per million tokens.
+MILLION = 1e6
 
 BITS_PER_BYTE = 8
 

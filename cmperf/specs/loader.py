@@ -19,7 +19,7 @@ from cmperf.specs.schema import DTYPES, HARDWARE_FIELDS, KINDS, MODEL_FIELDS, Fi
 
 _ENTRY_KEYS = {"value", "source", "kind", "note"}
 #: Tables of efficiency and calibration factors: their values must say how they were obtained.
-MUST_SAY_KIND = {"efficiency", "moe_comm", "overhead", "routing", "memory"}
+MUST_SAY_KIND = {"efficiency", "moe_comm", "overhead", "routing", "memory", "power", "cost"}
 #: Bounds that keep every later product finite: whole-number fields are counts and shapes, and a
 #: physical quantity in SI base units beyond 1e30 (or below 1e-30) is a typo, not hardware.
 MAX_INT = 2**31 - 1
