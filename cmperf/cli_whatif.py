@@ -6,6 +6,7 @@ Heavy imports stay inside the commands, so `cmperf --help` stays fast.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
@@ -55,6 +56,11 @@ def _base(hardware, model, sets, *, tpot=None, ttft=None, input_len=4096, output
                     input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance, prefix_hit=prefix_hit,
                     cache_path=cache_path.value, eplb=eplb.value, devices=devices, tpot_ms=_tpots(tpot),
                     ttft_ms=_parse_ms(ttft, "--ttft") if ttft else None)
+
+
+class Objective(str, Enum):
+    devices = "devices"
+    cost = "cost"
 
 
 class _Progress:
@@ -204,8 +210,10 @@ def sensitivity(
 @app.command()
 def capacity(
     rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **_range(1e-6, 1e7))],
-    tpot: Annotated[str, typer.Option("--tpot", help="TPOT SLO: 50 or 50ms.")] = "50",
-    ttft: TtftOpt = None,
+    tpot: Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [50].")] = None,
+    ttft: Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="P99 TTFT SLO under load: 2000 or 2s [2s, the MLPerf server-scenario limit].")] = None,
+    max_utilisation: Annotated[float, typer.Option("--max-utilisation", help="Highest utilisation of any instance [0.8: a 25% surge still fits and queueing stays a small part of TTFT].", **_range(0.01, 1.0))] = 0.8,
+    objective: Annotated[Objective, typer.Option("--objective", help="Minimise devices, or cost (whole supernodes provisioned, then devices).")] = Objective.devices,
     input_len: InputOpt = 4096,
     output_len: OutputOpt = 256,
     mtp_acceptance: AccOpt = 0.7,
@@ -225,12 +233,14 @@ def capacity(
     from cmperf.report.whatif import capacity_files, print_capacity
     from cmperf.whatif.capacity import capacity as run
 
+    from dataclasses import replace
+
     _check_tag(tag)
-    sc = _base(hardware, model, sets, tpot=[tpot], ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
+    sc = _base(hardware, model, sets, tpot=tpot or ["50"], ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
                prefix_hit=prefix_hit, cache_path=cache_path, eplb=eplb)
-    result = run(sc, rate)
-    path = _write(out, "capacity", lambda: capacity_files(result, sc), tag, overwrite, no_write)
-    print_capacity(result, sc, fmt.value, str(path) if path else None)
+    results = [run(replace(sc, tpot_ms=(t,)), rate, max_utilisation, objective.value) for t in sc.tpot_ms]
+    path = _write(out, "capacity", lambda: capacity_files(results, sc), tag, overwrite, no_write)
+    print_capacity(results, sc, fmt.value, str(path) if path else None)
 
 
 @app.command()

@@ -292,62 +292,86 @@ def print_sensitivity(result: dict, fmt: str, path=None) -> None:
 
 
 def capacity_table(result: dict) -> list[dict]:
-    rows = []
-    for phase in ("prefill", "decode"):
-        p = result[phase]
-        rows.append({"phase": phase, "instances": p["instances"], "dev/instance": p["devices_per_instance"], "devices": p["devices"],
-                     "deployment": p["deployment"], "TPOT/TTFT ms": _r(p["latency_ms"], 2),
-                     "capacity tok/s/dev": _r(p["capacity_tokens_per_s_per_device"]), "load tok/s/dev": _r(p["load_tokens_per_s_per_device"]),
-                     "req/s/instance": _r(p["requests_per_s_per_instance"], 2), "utilisation": f"{p['utilisation']:.0%}",
-                     "headroom": f"{p['headroom']:.0%}", "binding": p["binding"]})
-    return rows
+    """Per phase: instances, latency (prefill: the batch time; decode: TPOT), P99 TTFT under load, load, headroom, cost."""
+    return [{"phase": phase, "instances": p["instances"], "dev/inst": p["devices_per_instance"], "devices": p["devices"],
+             "latency ms": _r(p["latency_ms"], 1), "P99 TTFT ms": _r(p.get("p99_ttft_ms")), "tok/s/dev": _r(p["load_tokens_per_s_per_device"]),
+             "util": f"{p['utilisation']:.0%}", "headroom": f"{p['headroom']:.0%}", "$/M tok": _money(p.get("dollars_per_m_tokens")),
+             "tok/J": _r(p.get("tokens_per_joule"), 2), "deployment": p["deployment"]}
+            for phase, p in ((ph, result[ph]) for ph in ("prefill", "decode"))]
+
+
+def _money(v):
+    return None if v is None else f"${v:,.3f}"
 
 
 def _capacity_lines(result: dict, sc) -> list[str]:
-    ttft = f"TTFT <= {result['slo_ttft_ms']:g} ms" if result["slo_ttft_ms"] is not None else "TTFT unconstrained"
-    return _scenario_lines(sc, budget=False) + [
-        f"serve {result['rate_requests_per_s']:g} requests/s at TPOT <= {result['slo_tpot_ms']:g} ms, {ttft}",
+    ttft = f"P99 TTFT <= {result['slo_ttft_ms']:,g} ms" + (" (default SLO: 2 s, the MLPerf Inference server-scenario limit)" if result.get("slo_ttft_default") else "")
+    pre = result["prefill"]
+    lines = _scenario_lines(sc, budget=False) + [
+        f"serve {result['rate_requests_per_s']:,g} requests/s at TPOT <= {result['slo_tpot_ms']:g} ms, {ttft}; "
+        f"utilisation <= {result['max_utilisation']:.0%}; objective: fewest {'whole supernodes ($/h)' if result['objective'] == 'cost' else 'devices'}",
         f"answer: {result['total_devices']:,} devices ({result['prefill_devices']:,} prefill + {result['decode_devices']:,} decode) in "
         f"{result['supernodes']} supernode(s) of {result['devices_per_supernode']} devices ({result['idle_devices_in_supernodes']:,} left idle); "
         f"{result['output_tokens_per_s_per_device']:,.1f} output tokens/s per device overall",
+        f"under load: prefill P50 TTFT {pre['p50_ttft_ms']:,.0f} ms, P99 {pre['p99_ttft_ms']:,.0f} ms at {pre['utilisation']:.0%} utilisation "
+        f"(headroom {pre['headroom']:.0%}); decode at {result['decode']['utilisation']:.0%} (headroom {result['decode']['headroom']:.0%})",
     ]
+    if result.get("dollars_per_m_output_tokens") is not None or result.get("output_tokens_per_joule") is not None:
+        cost = f"${result['dollars_per_m_output_tokens']:,.3f} per million output tokens (${result['dollars_per_hour']:,.0f}/h)" if result.get("dollars_per_m_output_tokens") is not None else "price not in the hardware file"
+        energy = f"{result['output_tokens_per_joule']:,.3f} output tokens/J ({result['watts'] / 1e3:,.0f} kW; power: {result['power_basis']})" if result.get("output_tokens_per_joule") is not None else "power not in the hardware file"
+        lines.append(f"cost and energy, whole fleet: {cost}; {energy}")
+    lines.append("queueing: prefill instances as an M/D/n batch queue (Erlang C, Allen-Cunneen tail), see `cmperf.solve.queueing`; "
+                 "P99 TTFT = batch + wait for a batch boundary + queue wait")
+    return lines
 
 
-def capacity_markdown(result: dict, sc) -> str:
-    parts = ["# cmperf capacity", "", "## The question and the answer", ""] + [f"- {l}" for l in _capacity_lines(result, sc)]
-    parts += ["", to_markdown(capacity_table(result)), "", f"cmperf {__version__}", ""]
+def capacity_markdown(results: list[dict], sc) -> str:
+    parts = ["# cmperf capacity", ""]
+    for result in results:
+        parts += [f"## TPOT <= {result['slo_tpot_ms']:g} ms", ""] + [f"- {l}" for l in _capacity_lines(result, sc)]
+        parts += ["", to_markdown(capacity_table(result)), ""]
+    parts += [f"cmperf {__version__}", ""]
     return "\n".join(parts)
 
 
-def capacity_rows(result: dict) -> list[dict]:
-    """One flat row per phase (every number, deployment parameters as param_*), for CSV."""
+def capacity_rows(results: list[dict]) -> list[dict]:
+    """One flat row per SLO and phase (every number, deployment parameters as param_*), for CSV."""
     flat = []
-    for phase in ("prefill", "decode"):
-        p = result[phase]
-        flat.append({"phase": phase, **{k: v for k, v in p.items() if k != "params"}, **{f"param_{k}": v for k, v in p["params"].items()},
-                     "total_devices": result["total_devices"], "supernodes": result["supernodes"]})
+    for result in results:
+        for phase in ("prefill", "decode"):
+            p = result[phase]
+            flat.append({"slo_tpot_ms": result["slo_tpot_ms"], "phase": phase, **{k: v for k, v in p.items() if k != "params"},
+                         **{f"param_{k}": v for k, v in p["params"].items()},
+                         "total_devices": result["total_devices"], "supernodes": result["supernodes"],
+                         "dollars_per_m_output_tokens": result["dollars_per_m_output_tokens"], "output_tokens_per_joule": result["output_tokens_per_joule"]})
     cols = list(dict.fromkeys(k for row in flat for k in row))
     return [{k: row.get(k) for k in cols} for row in flat]
 
 
-def capacity_files(result: dict, sc) -> dict[str, str]:
-    return {"capacity.md": capacity_markdown(result, sc), "capacity.csv": to_csv(capacity_rows(result)), "capacity.json": to_json(result) + "\n"}
+def _capacity_json(results: list[dict]):
+    """One SLO: its result; several: {"capacities": [one per SLO]}."""
+    return results[0] if len(results) == 1 else {"capacities": results}
 
 
-def print_capacity(result: dict, sc, fmt: str, path=None) -> None:
+def capacity_files(results: list[dict], sc) -> dict[str, str]:
+    return {"capacity.md": capacity_markdown(results, sc), "capacity.csv": to_csv(capacity_rows(results)), "capacity.json": to_json(_capacity_json(results)) + "\n"}
+
+
+def print_capacity(results: list[dict], sc, fmt: str, path=None) -> None:
     if fmt == "json":
-        print(to_json(result))
+        print(to_json(_capacity_json(results)))
         return
     if fmt == "csv":
-        print(to_csv(capacity_rows(result)), end="")
+        print(to_csv(capacity_rows(results)), end="")
         return
     if fmt == "md":
-        print(capacity_markdown(result, sc))
+        print(capacity_markdown(results, sc))
         return
     con = make_console()
-    for line in _capacity_lines(result, sc):
-        con.print(line)
-    print_table(capacity_table(result), "Instances per phase, with per-device load and headroom", console=con)
+    for result in results:
+        for line in _capacity_lines(result, sc):
+            con.print(line)
+        print_table(capacity_table(result), f"TPOT <= {result['slo_tpot_ms']:g} ms: instances per phase, load, headroom, cost", console=con)
     _footer(con, path)
 
 
