@@ -13,17 +13,17 @@ import typer
 
 from cmperf.cli import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, _parse_ms, _range, app
 
-TpotOpt = Annotated[Optional[list[str]], typer.Option("--tpot", help="TPOT SLO, repeatable: 50 or 50ms [15 and 50].")]
-TtftOpt = Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")]
+TpotOpt = Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [default: 15 and 50].")]
+TtftOpt = Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="TTFT SLO for prefill (batch time): 2000 or 2s [default: none].")]
 InputOpt = Annotated[int, typer.Option(help="Prompt tokens per request.", **_range(1, 10_000_000))]
 OutputOpt = Annotated[int, typer.Option(help="Generated tokens per request.", **_range(1, 10_000_000))]
 AccOpt = Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_range(0.0, 1.0))]
 HitOpt = Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_range(0.0, 0.999))]
 CacheOpt = Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool over UB) or vpc.")]
-DevicesOpt = Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **_range(1, 1_000_000))]
+DevicesOpt = Annotated[Optional[int], typer.Option(help="Device budget [default: one system, e.g. 384].", **_range(1, 1_000_000))]
 EplbOpt = Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")]
 OutOpt = Annotated[str, typer.Option("--out", help="Directory that receives the report folder.")]
-TagOpt = Annotated[Optional[str], typer.Option(help="Name the report folder COMMAND-TAG [UTC timestamp].")]
+TagOpt = Annotated[Optional[str], typer.Option(help="Name the report folder COMMAND-TAG [default: UTC timestamp].")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing COMMAND-TAG folder.")]
 NoWriteOpt = Annotated[bool, typer.Option("--no-write", help="Print only; write no report files.")]
 
@@ -95,7 +95,7 @@ class _Progress:
 def compare(
     variant_sets: Annotated[Optional[list[str]], typer.Option("--variant-set", help="Override for the variant only, KEY=VALUE (repeatable); also workload.* and search.max_mtp.")] = None,
     variant_scale: Annotated[Optional[list[str]], typer.Option("--variant-scale", help="Multiply every numeric key matching a glob for the variant, PATTERN=FACTOR (repeatable), e.g. 'moe_comm.*bandwidth*=0.5'.")] = None,
-    variant_hardware: Annotated[Optional[str], typer.Option("--variant-hardware", help="Hardware of the variant (name or .toml path) [as --hardware].")] = None,
+    variant_hardware: Annotated[Optional[str], typer.Option("--variant-hardware", help="Hardware of the variant (name or .toml path) [default: as --hardware].")] = None,
     tpot: TpotOpt = None,
     ttft: TtftOpt = None,
     input_len: InputOpt = 4096,
@@ -173,7 +173,7 @@ def sweep(
 
 @app.command()
 def sensitivity(
-    keys: Annotated[Optional[list[str]], typer.Option("--key", help="Only these hardware keys: a key, a prefix (scaleup.) or a glob (repeatable) [all].")] = None,
+    keys: Annotated[Optional[list[str]], typer.Option("--key", help="Only these hardware keys: a key, a prefix (scaleup.) or a glob (repeatable) [default: all].")] = None,
     step: Annotated[float, typer.Option(help="Relative step of the finite differences.", **_range(0.001, 0.5))] = 0.1,
     tpot: TpotOpt = None,
     ttft: TtftOpt = None,
@@ -210,9 +210,9 @@ def sensitivity(
 @app.command()
 def capacity(
     rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **_range(1e-6, 1e7))],
-    tpot: Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [50].")] = None,
-    ttft: Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="P99 TTFT SLO under load: 2000 or 2s [2s, the MLPerf server-scenario limit].")] = None,
-    max_utilisation: Annotated[float, typer.Option("--max-utilisation", help="Highest utilisation of any instance [0.8: a 25% surge still fits and queueing stays a small part of TTFT].", **_range(0.01, 1.0))] = 0.8,
+    tpot: Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [default: 50].")] = None,
+    ttft: Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="P99 TTFT SLO under load: 2000 or 2s [default: 2s, the MLPerf server-scenario limit].")] = None,
+    max_utilisation: Annotated[float, typer.Option("--max-utilisation", help="Highest utilisation of any instance [default: 0.8, so a 25% surge still fits and queueing stays a small part of TTFT].", show_default=False, **_range(0.01, 1.0))] = 0.8,
     objective: Annotated[Objective, typer.Option("--objective", help="Minimise devices, or cost (whole supernodes provisioned, then devices).")] = Objective.devices,
     input_len: InputOpt = 4096,
     output_len: OutputOpt = 256,
@@ -247,10 +247,10 @@ def capacity(
 def cache(
     hits: Annotated[str, typer.Option("--hits", help="Prefix-cache hit rates: START:STOP:STEPS or a comma list, in [0, 0.999].")] = "0:0.9:10",
     input_len: InputOpt = 4096,
-    devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [16, the paper's].", **_range(1, 1_000_000))] = None,
-    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [32, or the instance's dies].", **_range(1, 1_000_000))] = None,
-    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [16384].", **_range(1, 100_000_000))] = None,
-    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches [2].", **_range(1, 8))] = None,
+    devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [default: 16, the paper's].", **_range(1, 1_000_000))] = None,
+    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [default: 32, or the instance's dies].", **_range(1, 1_000_000))] = None,
+    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [default: 16384].", **_range(1, 100_000_000))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches [default: 2].", **_range(1, 8))] = None,
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
     sets: SetOpt = None,

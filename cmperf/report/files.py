@@ -31,7 +31,8 @@ def write_run_dir(parent: str | Path, prefix: str, files: dict[str, str], tag: s
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report folder is as shared as the umask says
     try:
         for name, text in files.items():
-            with open(tmp / name, "w", encoding="utf-8") as fh:
+            binary = isinstance(text, bytes)  # a PNG plot
+            with open(tmp / name, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -21,6 +21,10 @@ def _plain(v: Any) -> Any:
 
 
 def fmt_number(v: Any) -> str:
+    """A cell as a person reads it: whole numbers with separators, SI prefixes past a million,
+    never scientific notation (see `report.numbers.si`)."""
+    from cmperf.report.numbers import si
+
     v = _plain(v)
     if isinstance(v, bool) or v is None:
         return str(v)
@@ -30,11 +34,9 @@ def fmt_number(v: Any) -> str:
         if v == 0:
             return "0"
         a = abs(v)
-        if a >= 1e5 or a < 1e-3:
-            return f"{v:.4g}"
-        if a >= 100:
-            return f"{v:,.1f}"
-        return f"{v:.4g}"
+        if 1e-3 <= a < 1e6 and a >= 100:
+            return f"{v:,.1f}".rstrip("0").rstrip(".") if v != int(v) else f"{v:,.0f}"
+        return si(v, digits=4)
     return str(v)
 
 
@@ -70,29 +72,71 @@ def to_markdown(rows: Sequence[dict], headers: Sequence[str] | None = None) -> s
     return tabulate(body, headers=list(headers or cols), tablefmt="github", disable_numparse=True)
 
 
-def make_console():
-    """A console that stays readable when piped: at least 160 columns wide."""
+#: Terminal width when the output is not a terminal (a pipe or a file) and $COLUMNS is unset.
+DEFAULT_WIDTH = 120
+
+
+def make_console(width: int | None = None):
+    """A console as wide as the terminal (or $COLUMNS, or DEFAULT_WIDTH when piped)."""
     import shutil
 
     from rich.console import Console
 
-    return Console(width=max(shutil.get_terminal_size((160, 40)).columns, 160), highlight=False)
+    return Console(width=width or shutil.get_terminal_size((DEFAULT_WIDTH, 40)).columns, highlight=False, soft_wrap=False)
 
 
-def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None) -> None:
+def _is_number(v: Any) -> bool:  # noqa: E302
+    v = _plain(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None):
     from rich.table import Table
 
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for c in cols:
+        cells = [fmt_number(r[c]) for r in rows]
+        if _is_number(rows[0][c]):
+            # A number never breaks: its column is at least as wide as its widest cell.
+            t.add_column(str(names[c]), justify="right", no_wrap=True, min_width=max(len(str(names[c])), *(len(x) for x in cells)))
+        else:
+            word = max((min(len(w), 24) for x in cells for w in x.split()), default=1)
+            t.add_column(str(names[c]), justify="left", overflow="fold", min_width=max(word, 8))
+    for r in rows:
+        t.add_row(*[fmt_number(r[c]) for c in cols])
+    return t
+
+
+def _min_width(rows: Sequence[dict], cols: list, names: dict) -> int:
+    """Width of the table at its narrowest: number columns as wide as their header and widest cell,
+    text columns as wide as their longest word (8 at least), 3 characters of padding and border each."""
+    need = 1
+    for c in cols:
+        cells = [fmt_number(r[c]) for r in rows]
+        if _is_number(rows[0][c]):
+            need += max(len(str(names[c])), *(len(x) for x in cells)) + 3
+        else:
+            need += max(8, max((min(len(w), 24) for x in cells for w in x.split()), default=1)) + 3
+    return need
+
+
+def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None,
+                drop_when_narrow: Sequence[str] = ()) -> None:
+    """A rich table that fits the console: text wraps, numbers never break; when even that is too
+    wide, the columns in `drop_when_narrow` are left out, in order, until it fits (CSV and JSON
+    keep them all)."""
     console = console or make_console()
     if not rows:
         console.print(f"{title or ''}: (no rows)")
         return
     cols = list(rows[0])
-    t = Table(title=title, title_justify="left", show_lines=False)
-    for i, c in enumerate(headers or cols):
-        t.add_column(str(c), justify="left" if isinstance(_plain(rows[0][cols[i]]), str) else "right")
-    for r in rows:
-        t.add_row(*[fmt_number(r[c]) for c in cols])
-    console.print(t)
+    names = dict(zip(cols, headers or cols))
+    for c in drop_when_narrow:
+        if _min_width(rows, cols, names) <= console.width:
+            break
+        if c in cols and len(cols) > 2:
+            cols.remove(c)
+    console.print(_table(rows, cols, names, title))
 
 
 def emit(rows: Sequence[dict], fmt: str, title: str | None = None, headers: Sequence[str] | None = None) -> None:

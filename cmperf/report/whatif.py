@@ -371,7 +371,8 @@ def print_capacity(results: list[dict], sc, fmt: str, path=None) -> None:
     for result in results:
         for line in _capacity_lines(result, sc):
             con.print(line)
-        print_table(capacity_table(result), f"TPOT <= {result['slo_tpot_ms']:g} ms: instances per phase, load, headroom, cost", console=con)
+        print_table(capacity_table(result), f"TPOT <= {result['slo_tpot_ms']:g} ms: instances per phase, load, headroom, cost", console=con,
+                    drop_when_narrow=("dev/inst", "util", "tok/J", "latency ms"))
     _footer(con, path)
 
 

@@ -11,11 +11,14 @@ from cmperf.errors import InfeasibleError, SpecError
 from cmperf.estimate import Options, estimate
 from cmperf.compose.binding import binding as stream_binding
 from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
-from cmperf.solve.sizing import best_split
+from cmperf.solve.queueing import DEFAULT_MAX_UTILISATION, DEFAULT_TTFT_MS, load_report
+from cmperf.solve.sizing import best_split, split_economics
 from cmperf.specs.loader import Spec
 
 #: The paper's deployments (cm384 section 3), to say what a plan does differently.
 PAPER_DECODE = {"devices": 160, "ep": 320, "redundant": 32, "attn_tp": 1, "microbatches": 2, "mtp": 1}
+#: Hardware the paper's deployments were measured on; other machines get no "vs the paper" line.
+PAPER_HARDWARE = ("cloudmatrix384",)
 PAPER_PREFILL = {"devices": 16, "ep": 32, "redundant": 32, "attn_tp": 1, "microbatches": 2, "tokens_per_device": 16384}
 
 
@@ -33,6 +36,7 @@ class PlanRequest:
     eplb: str = "default"
     prefix_hit: float = 0.0
     sets: dict = field(default_factory=dict)
+    max_utilisation: float = DEFAULT_MAX_UTILISATION
 
 
 @dataclass
@@ -46,7 +50,8 @@ class PlanResult:
     frontier: list  # Pareto points
     decode_grid_size: int
     prefill_grid_size: int
-    paper: list  # the paper's deployment at each SLO, for comparison
+    paper: list  # the paper's deployment at each SLO, for comparison (CloudMatrix384 only)
+    ttft_default: bool = False  # the TTFT SLO is the default one, not the user's
 
 
 def _record(grid: Grid, flat: int, phase: str, slo_tpot, slo_ttft, rank: int, dies_pkg: int, slo_s) -> dict:
@@ -172,24 +177,28 @@ def plan(req: PlanRequest) -> PlanResult:
     for t in req.tpot_ms:
         if not ranked(dg, t * 1e-3, 1):
             raise InfeasibleError(f"no deployment meets TPOT <= {t:g} ms; the best achievable TPOT is {best_latency_s(dg) * 1e3:.2f} ms", where="--tpot")
-    ttft_s = req.ttft_ms * 1e-3 if req.ttft_ms is not None else None
+    ttft_default = req.ttft_ms is None
+    if ttft_default:
+        req = replace(req, ttft_ms=DEFAULT_TTFT_MS)
+    ttft_s = req.ttft_ms * 1e-3
     if ttft_s is not None and not ranked(pg, ttft_s, 1):
         raise InfeasibleError(f"no prefill deployment meets TTFT <= {req.ttft_ms:g} ms; the best achievable TTFT is {best_latency_s(pg) * 1e3:.1f} ms", where="--ttft")
 
     records, paper = [], []
+    paper_applies = hw.name in PAPER_HARDWARE
     for t in req.tpot_ms:
         for rank, flat in enumerate(ranked(dg, t * 1e-3, req.top), start=1):
             rec = _record(dg, flat, "decode", t, req.ttft_ms, rank, dies_pkg, t * 1e-3)
-            rec["vs_paper"] = _differs(rec, PAPER_DECODE)
+            rec["vs_paper"] = _differs(rec, PAPER_DECODE) if paper_applies else None
             records.append(rec)
-        pp = _paper_point(dg, t * 1e-3, PAPER_DECODE)
+        pp = _paper_point(dg, t * 1e-3, PAPER_DECODE) if paper_applies else None
         if pp:
             paper.append(_record(dg, pp[1], "decode", t, req.ttft_ms, 0, dies_pkg, t * 1e-3))
     for rank, flat in enumerate(ranked(pg, ttft_s, req.top), start=1):
         rec = _record(pg, flat, "prefill", None, req.ttft_ms, rank, dies_pkg, ttft_s)
-        rec["vs_paper"] = _differs(rec, PAPER_PREFILL)
+        rec["vs_paper"] = _differs(rec, PAPER_PREFILL) if paper_applies else None
         records.append(rec)
-    pp = _paper_point(pg, ttft_s, PAPER_PREFILL)
+    pp = _paper_point(pg, ttft_s, PAPER_PREFILL) if paper_applies else None
     if pp:
         paper.append(_record(pg, pp[1], "prefill", None, req.ttft_ms, 0, dies_pkg, ttft_s))
     for rec in records + paper:
@@ -200,8 +209,12 @@ def plan(req: PlanRequest) -> PlanResult:
     for t in req.tpot_ms:
         d_opts = best_by_devices(dg, t * 1e-3)
         split = best_split(budget, [o[0] for o in p_opts], [o[1] for o in p_opts], [o[0] for o in d_opts], [o[1] for o in d_opts],
-                           req.input_len, req.output_len)
+                           req.input_len, req.output_len, req.max_utilisation)
         if split:
+            p_flat = p_opts[split["prefill_option"]][2]
+            split["under_load"] = load_report(split["requests_per_s"], split["prefill_instances"], float(pg.latency_s.reshape(-1)[p_flat]),
+                                              split["prefill_capacity_requests_per_s"])
+            split["economics"] = split_economics(hw, split, req.output_len, budget)
             split["slo_tpot_ms"] = t
             split["slo_ttft_ms"] = req.ttft_ms
             split["prefill"] = params_at(pg, p_opts[split.pop("prefill_option")][2])
@@ -214,4 +227,4 @@ def plan(req: PlanRequest) -> PlanResult:
         p["tpot_ms"] = float(dg.latency_s.reshape(-1)[flat]) * 1e3
         p["tokens_per_s_per_device"] = float(dg.metric.reshape(-1)[flat])
         front.append(p)
-    return PlanResult(req, hw, model, budget, records, sizing, front, dg.size, pg.size, paper)
+    return PlanResult(req, hw, model, budget, records, sizing, front, dg.size, pg.size, paper, ttft_default)

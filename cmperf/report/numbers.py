@@ -1,0 +1,44 @@
+"""One way to print a number for a person: SI prefixes for large and small quantities, thousands
+separators in between, never scientific notation.
+
+    si(7.52e14, "OP/s") -> "752 TOP/s"     si(1.6e12, "B/s") -> "1.6 TB/s"    si(2500) -> "2,500"
+    si(0.04757) -> "0.0476"                si(5e-05, "s") -> "50 us"           si(116.0) -> "116"
+"""
+
+from __future__ import annotations
+
+import math
+
+_BIG = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"))
+_SMALL = ((1e-3, "m"), (1e-6, "u"), (1e-9, "n"))
+#: Units that take an SI prefix (a count, a fraction or a ratio does not).
+PREFIXABLE = ("B", "B/s", "OP/s", "FLOP/s", "s", "W", "J", "Hz")
+
+
+def _trim(x: float, digits: int) -> str:
+    text = f"{x:,.{max(digits - 1 - int(math.floor(math.log10(abs(x)))), 0)}f}" if x else "0"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def si(value, unit: str = "", digits: int = 3) -> str:
+    """`value` with at most `digits` significant figures (all the integer digits of a number below
+    a million), an SI prefix where the unit takes one, and thousands separators."""
+    if value is None:
+        return "-"
+    v = float(value)
+    if not math.isfinite(v):
+        return "-"
+    tail = f" {unit}" if unit else ""
+    a = abs(v)
+    prefixable = unit in PREFIXABLE or unit == ""
+    if a >= 1e6 and prefixable:
+        for scale, p in _BIG:
+            if a >= scale:
+                return f"{_trim(v / scale, digits)} {p}{unit}".rstrip()
+    if 0 < a < 1e-3 and unit in PREFIXABLE:
+        for scale, p in _SMALL:
+            if a >= scale:
+                return f"{_trim(v / scale, digits)} {p}{unit}"
+    if a >= 10 ** digits:
+        return f"{v:,.0f}{tail}"
+    return f"{_trim(v, digits) if a else '0'}{tail}"
