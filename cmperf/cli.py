@@ -92,14 +92,22 @@ def _show(spec, derived: dict, fmt: Format) -> None:
         flat.update(derived)
         print(to_json(flat))
         return
+    from cmperf.report.numbers import si, unit_of_key
+
     rows = []
     for key, value in spec.values.items():
         p = spec.provenance[key]
         rows.append({"key": key, "value": value, "unit": spec.fields[key].unit, "source": p.source, "kind": p.kind, "note": p.note})
     for key, value in derived.items():
-        rows.append({"key": key, "value": value, "unit": "", "source": "derived", "kind": "derived", "note": ""})
+        rows.append({"key": key, "value": value, "unit": unit_of_key(key), "source": "derived", "kind": "derived", "note": ""})
     if fmt == Format.table:
-        rows = [{**r, "value": fmt_number(r["value"])} for r in rows]
+        def shown(value, unit):
+            base = unit.split(" per ")[0]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and base in ("B", "B/s", "OP/s", "FLOP/s", "s", "W"):
+                return si(value, base, digits=4)  # 752 TOP/s, 1.6 TB/s, 2 us
+            return fmt_number(value)
+
+        rows = [{**r, "value": shown(r["value"], r["unit"])} for r in rows]
     emit(rows, fmt.value, title=f"{spec.name}: {spec.description} ({spec.path})")
 
 

@@ -42,3 +42,22 @@ def si(value, unit: str = "", digits: int = 3) -> str:
     if a >= 10 ** digits:
         return f"{v:,.0f}{tail}"
     return f"{_trim(v, digits) if a else '0'}{tail}"
+
+
+#: Units a key's name ends in (before any `_per_<thing>`), for keys with no declared unit (derived.*).
+_NAME_UNITS = (("_flops_per_s", "FLOP/s"), ("_bytes_per_s", "B/s"), ("_flops_per_byte", "FLOP/B"), ("_bytes", "B"), ("_flops", "FLOP"),
+               ("_watts", "W"), ("_s", "s"), ("_frac", "fraction"))
+_COUNTS = ("packages", "dies", "cpus", "layers", "nodes")
+
+
+def unit_of_key(key: str) -> str:
+    """`derived.kv_cache_bytes_per_token` -> "B per token"; `derived.hbm_bandwidth_bytes_per_s_per_package` -> "B/s per package"."""
+    name = key.rsplit(".", 1)[-1]
+    for suffix, unit in _NAME_UNITS:
+        i = name.find(suffix)
+        rest = name[i + len(suffix):] if i >= 0 else None
+        if rest is not None and (rest == "" or rest.startswith("_per_")):
+            return (unit + rest.replace("_per_", " per ").replace("_", " ")).strip()
+    if name.startswith("params"):
+        return "parameters" + (" per " + name.split("_per_", 1)[1].replace("_", " ") if "_per_" in name else "")
+    return "count" if name.endswith(_COUNTS) else ""

@@ -85,7 +85,7 @@ def make_console(width: int | None = None):
     return Console(width=width or shutil.get_terminal_size((DEFAULT_WIDTH, 40)).columns, highlight=False, soft_wrap=False)
 
 
-def _is_number(v: Any) -> bool:  # noqa: E302
+def _is_number(v: Any) -> bool:
     v = _plain(v)
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -96,28 +96,25 @@ def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None):
     t = Table(title=title, title_justify="left", show_lines=False)
     for c in cols:
         cells = [fmt_number(r[c]) for r in rows]
-        if _is_number(rows[0][c]):
-            # A number never breaks: its column is at least as wide as its widest cell.
+        if _is_number(rows[0][c]) or all(" " not in x and any(ch.isdigit() for ch in x) or x == "-" for x in cells):
+            # A number ($0.241, -18.0%, 80%/62% too) never breaks: its column is as wide as its widest cell.
             t.add_column(str(names[c]), justify="right", no_wrap=True, min_width=max(len(str(names[c])), *(len(x) for x in cells)))
         else:
-            word = max((min(len(w), 24) for x in cells for w in x.split()), default=1)
-            t.add_column(str(names[c]), justify="left", overflow="fold", min_width=max(word, 8))
+            t.add_column(str(names[c]), justify="left", overflow="fold")  # text wraps at words; folds a word only when it must
     for r in rows:
         t.add_row(*[fmt_number(r[c]) for c in cols])
     return t
 
 
-def _min_width(rows: Sequence[dict], cols: list, names: dict) -> int:
-    """Width of the table at its narrowest: number columns as wide as their header and widest cell,
-    text columns as wide as their longest word (8 at least), 3 characters of padding and border each."""
-    need = 1
-    for c in cols:
-        cells = [fmt_number(r[c]) for r in rows]
-        if _is_number(rows[0][c]):
-            need += max(len(str(names[c])), *(len(x) for x in cells)) + 3
-        else:
-            need += max(8, max((min(len(w), 24) for x in cells for w in x.split()), default=1)) + 3
-    return need
+def _fits(width: int, table) -> bool:
+    """Whether rich draws the table whole at this width: rich crops the right edge of a table
+    whose columns cannot shrink enough, so a line that does not end on a border was cut."""
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(width=width, file=buf, color_system=None, highlight=False).print(table)
+    rows = [ln.rstrip() for ln in buf.getvalue().splitlines() if ln[:1] in "┏┃┡│└"]
+    return all(ln[-1] in "┓┃┩│┘" for ln in rows if ln)
 
 
 def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None,
@@ -131,12 +128,14 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
         return
     cols = list(rows[0])
     names = dict(zip(cols, headers or cols))
+    table = _table(rows, cols, names, title)
     for c in drop_when_narrow:
-        if _min_width(rows, cols, names) <= console.width:
+        if _fits(console.width, table):
             break
         if c in cols and len(cols) > 2:
             cols.remove(c)
-    console.print(_table(rows, cols, names, title))
+            table = _table(rows, cols, names, title)
+    console.print(table)
 
 
 def emit(rows: Sequence[dict], fmt: str, title: str | None = None, headers: Sequence[str] | None = None) -> None:

@@ -44,6 +44,10 @@ def _footer(con, path):
         con.print(f"reports written to {path}/")
 
 
+#: Columns a narrow terminal leaves out of what-if tables, least telling first (CSV and JSON keep them).
+NARROW_DROP = ("binding change", "base TPOT/TTFT ms", "var TPOT/TTFT ms", "note")
+
+
 def _print_report(fmt: str, rows: list[dict], markdown, lines, tables, notes=(), path=None, trailer=()) -> None:
     """The shape every what-if report prints in: json/csv rows, markdown, or a terminal page of
     question lines, tables, trailing lines, notes and where the files went."""
@@ -56,7 +60,7 @@ def _print_report(fmt: str, rows: list[dict], markdown, lines, tables, notes=(),
     for line in lines:
         con.print(line)
     for table_rows, title in tables:
-        print_table(table_rows, title, console=con)
+        print_table(table_rows, title, console=con, drop_when_narrow=NARROW_DROP)
     for line in trailer:
         con.print(line)
     for n in notes:
@@ -85,6 +89,13 @@ def compare_table(result: dict) -> list[dict]:
              "binding change": r["binding_change"]} for r in result["rows"]]
 
 
+def _cost_rows(result: dict) -> list[dict]:
+    """$/M tokens (decode: output tokens; prefill: prompt tokens) and tokens/J of each side's best, at full load."""
+    return [{"phase": r["phase"], "SLO": r["slo"], "base $/M tok": _money(r.get("baseline_dollars_per_m_tokens")),
+             "var $/M tok": _money(r.get("variant_dollars_per_m_tokens")), "base tok/J": _r(r.get("baseline_tokens_per_joule"), 3),
+             "var tok/J": _r(r.get("variant_tokens_per_joule"), 3)} for r in result["rows"]]
+
+
 def _binding_rows(result: dict) -> list[dict]:
     return [{"phase": r["phase"], "SLO": r["slo"], "baseline binding": r["baseline_binding"], "variant binding": r["variant_binding"]}
             for r in result["rows"]]
@@ -97,6 +108,7 @@ def compare_markdown(result: dict, plot: str) -> str:
     parts += [f"- {line}" for line in _scenario_lines(result["baseline"], "baseline") + _scenario_lines(result["variant"], "variant")]
     parts += ["", "## The answer", ""] + [f"- {line}" for line in headline(result)]
     parts += ["", to_markdown(compare_table(result)), ""]
+    parts += ["### Cost and energy per token", "", to_markdown(_cost_rows(result)), ""]
     parts += ["### What binds", "", to_markdown(_binding_rows(result)), ""]
     if result["notes"]:
         parts += ["### Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
@@ -129,7 +141,8 @@ def print_compare(result: dict, fmt: str, path=None) -> None:
 
     _print_report(fmt, result["rows"], lambda: compare_markdown(result, "compare.svg"),
                   _scenario_lines(result["baseline"], "baseline") + _scenario_lines(result["variant"], "variant"),
-                  [(compare_table(result), "Best deployment per SLO: baseline vs variant"), (_binding_rows(result), "What binds")],
+                  [(compare_table(result), "Best deployment per SLO: baseline vs variant"),
+                   (_cost_rows(result), "Cost and energy per token (decode: output tokens; prefill: prompt tokens)"), (_binding_rows(result), "What binds")],
                   result["notes"], path, trailer=headline(result))
 
 
