@@ -188,3 +188,13 @@ def test_default_plan_does_not_import_matplotlib_without_writing():
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False")
+
+
+def test_sweep_plots_have_units_baseline_and_png(tmp_path):
+    ok("sweep", "die.hbm_bandwidth_bytes_per_s=0.8TB/s:3.2TB/s:3", "--tpot", "50", "--out", tmp_path, "--tag", "s")
+    d = tmp_path / "sweep-s"
+    assert (d / "sweep.png").read_bytes()[:4] == b"\x89PNG" and (d / "sweep-prefill.png").exists()
+    text = (d / "sweep.svg").read_text(encoding="utf-8")
+    assert "baseline 1.6 TB/s" in text and "TB/s" in text and "1e+12" not in text
+    assert "HBM bandwidth per die" in text and "deepseek-r1 on cloudmatrix384" in text
+    assert "](sweep.png)" in (d / "sweep.md").read_text(encoding="utf-8")

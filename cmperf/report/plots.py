@@ -31,6 +31,7 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], xlabel: str, y
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text in the SVG: searchable, editable on a slide
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 

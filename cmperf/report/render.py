@@ -90,7 +90,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None):
+def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, whole_words: bool = True):
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", show_lines=False)
@@ -100,7 +100,9 @@ def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None):
             # A number ($0.241, -18.0%, 80%/62% too) never breaks: its column is as wide as its widest cell.
             t.add_column(str(names[c]), justify="right", no_wrap=True, min_width=max(len(str(names[c])), *(len(x) for x in cells)))
         else:
-            t.add_column(str(names[c]), justify="left", overflow="fold")  # text wraps at words; folds a word only when it must
+            # Text wraps at words (no narrower than its longest word, up to 14) unless the table cannot fit that way.
+            word = min(14, max((len(w) for x in cells for w in x.split()), default=1)) if whole_words else None
+            t.add_column(str(names[c]), justify="left", overflow="fold", min_width=word)
     for r in rows:
         t.add_row(*[fmt_number(r[c]) for c in cols])
     return t
@@ -128,13 +130,17 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
         return
     cols = list(rows[0])
     names = dict(zip(cols, headers or cols))
+    by_name = {str(v): k for k, v in names.items()}
     table = _table(rows, cols, names, title)
     for c in drop_when_narrow:
         if _fits(console.width, table):
             break
+        c = by_name.get(c, c)
         if c in cols and len(cols) > 2:
             cols.remove(c)
             table = _table(rows, cols, names, title)
+    if not _fits(console.width, table):
+        table = _table(rows, cols, names, title, whole_words=False)
     console.print(table)
 
 

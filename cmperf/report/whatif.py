@@ -187,44 +187,77 @@ def sweep_table(result: dict) -> list[dict]:
     return out
 
 
-def sweep_svgs(result: dict) -> dict[str, str]:
+def _axis_title(ax) -> tuple[str, str]:
+    """(label, unit for the ticks) of a swept key: its meaning from the schema, the key, and its unit."""
+    from cmperf.specs.schema import HARDWARE_FIELDS, MODEL_FIELDS
+
+    f = HARDWARE_FIELDS.get(ax.key) or MODEL_FIELDS.get(ax.key)
+    meaning = f.help if f else ax.key.split(".", 1)[-1].replace("_", " ")
+    tick_unit = ax.unit if ax.unit in ("B", "B/s", "OP/s", "FLOP/s", "s", "ms", "W") else ""
+    return f"{meaning} ({ax.key}" + (f", {ax.unit})" if ax.unit and not tick_unit else ")"), tick_unit
+
+
+def _sweep_plot(result: dict, series: dict, ax, ylabel: str, title: str) -> dict:
+    from cmperf.report.numbers import si
+    from cmperf.report.plots import line_plot
+
+    series = {k: v for k, v in series.items() if v[0]}
+    base = result["base"]
+    xlabel, xunit = _axis_title(ax)
+    baseline = base.value(ax.key)
+    full_title = f"{title}\n{base.model.name} on {base.hw.name}, {base.input_len:,}-token prompts, {base.output_len:,} output tokens"
+    if not series:
+        full_title += " (no point meets the SLO)"
+    return line_plot(series, xlabel, ylabel, full_title, xunit=xunit,
+                     baseline=(f"baseline {si(baseline, xunit)}", baseline) if isinstance(baseline, (int, float)) else None)
+
+
+def sweep_plots(result: dict) -> dict[str, object]:
+    """name -> SVG text or PNG bytes; every plot in both formats."""
     axes, rows = result["axes"], result["rows"]
     a = axes[0]
-    files = {}
+    figs = {}
     if len(axes) == 1:
         series = {}
         for t in result["slos"]:
             sel = [r for r in rows if r["slo_tpot_ms"] == t]
             name = "best decode" if a.key == "slo.tpot_ms" else f"decode, TPOT <= {t:g} ms"
             series[name] = _series([r[a.key] for r in sel], [r["decode_tokens_per_s_per_device"] for r in sel])
-        files["sweep.svg"] = _chart(series, _label(a), "best decode tokens/s per device", f"sweep of {a.key}", a.values[0])
+        figs["sweep"] = _sweep_plot(result, series, a, "best decode tokens/s per device", f"sweep of {a.key}")
         first = [r for r in rows if r["slo_tpot_ms"] == result["slos"][0]] if a.key != "slo.tpot_ms" else rows
-        files["sweep-prefill.svg"] = _chart({"prefill": _series([r[a.key] for r in first], [r["prefill_tokens_per_s_per_device"] for r in first])},
-                                            _label(a), "best prefill tokens/s per device", f"sweep of {a.key}: prefill", a.values[0])
-        return files
-    b = axes[1]
-    slos = [None] if "slo.tpot_ms" in (a.key, b.key) else result["slos"]
-    for i, t in enumerate(slos):
+        figs["sweep-prefill"] = _sweep_plot(result, {"prefill": _series([r[a.key] for r in first], [r["prefill_tokens_per_s_per_device"] for r in first])},
+                                            a, "best prefill tokens/s per device", f"sweep of {a.key}: prefill")
+    else:
+        b = axes[1]
+        slos = [None] if "slo.tpot_ms" in (a.key, b.key) else result["slos"]
+        for i, t in enumerate(slos):
+            series = {}
+            for vb in b.values:
+                sel = [r for r in rows if r[b.key] == vb and (t is None or r["slo_tpot_ms"] == t)]
+                series[f"{b.key.split('.')[-1]} = {_fmt_key(vb)}"] = _series([r[a.key] for r in sel], [r["decode_tokens_per_s_per_device"] for r in sel])
+            title = f"sweep of {a.key} by {b.key}" + (f", TPOT <= {t:g} ms" if t is not None else "")
+            figs["sweep" if i == 0 else f"sweep-tpot{t:g}ms"] = _sweep_plot(result, series, a, "best decode tokens/s per device", title)
         series = {}
+        t0 = result["slos"][0]
         for vb in b.values:
-            sel = [r for r in rows if r[b.key] == vb and (t is None or r["slo_tpot_ms"] == t)]
-            series[f"{b.key.split('.')[-1]} = {_fmt_key(vb)}"] = _series([r[a.key] for r in sel], [r["decode_tokens_per_s_per_device"] for r in sel])
-        title = f"sweep of {a.key} by {b.key}" + (f", TPOT <= {t:g} ms" if t is not None else "")
-        name = "sweep.svg" if i == 0 else f"sweep-tpot{t:g}ms.svg"
-        files[name] = _chart(series, _label(a), "best decode tokens/s per device", title, a.values[0])
-    series = {}
-    t0 = result["slos"][0]
-    for vb in b.values:
-        sel = [r for r in rows if r[b.key] == vb and (r["slo_tpot_ms"] == t0 or "slo.tpot_ms" in (a.key, b.key))]
-        seen, xs, ys = set(), [], []
-        for r in sel:
-            if r[a.key] not in seen:
-                seen.add(r[a.key])
-                xs.append(r[a.key])
-                ys.append(r["prefill_tokens_per_s_per_device"])
-        series[f"{b.key.split('.')[-1]} = {_fmt_key(vb)}"] = _series(xs, ys)
-    files["sweep-prefill.svg"] = _chart(series, _label(a), "best prefill tokens/s per device", f"sweep of {a.key} by {b.key}: prefill", a.values[0])
-    return files
+            sel = [r for r in rows if r[b.key] == vb and (r["slo_tpot_ms"] == t0 or "slo.tpot_ms" in (a.key, b.key))]
+            seen, xs, ys = set(), [], []
+            for r in sel:
+                if r[a.key] not in seen:
+                    seen.add(r[a.key])
+                    xs.append(r[a.key])
+                    ys.append(r["prefill_tokens_per_s_per_device"])
+            series[f"{b.key.split('.')[-1]} = {_fmt_key(vb)}"] = _series(xs, ys)
+        figs["sweep-prefill"] = _sweep_plot(result, series, a, "best prefill tokens/s per device", f"sweep of {a.key} by {b.key}: prefill")
+    return {f"{name}.{ext}": fig[ext] for name, fig in figs.items() for ext in ("png", "svg")}
+
+
+def _plot_names(result: dict) -> list[str]:
+    axes = result["axes"]
+    names = ["sweep"]
+    if len(axes) == 2 and "slo.tpot_ms" not in (axes[0].key, axes[1].key):
+        names += [f"sweep-tpot{t:g}ms" for t in result["slos"][1:]]
+    return [f"{n}.png" for n in names + ["sweep-prefill"]]
 
 
 def _sweep_question(result: dict) -> list[str]:
@@ -242,17 +275,17 @@ def sweep_markdown(result: dict, plots: list[str]) -> str:
     parts += ["", "## The answer", "", to_markdown(sweep_table(result)), ""]
     if result["notes"]:
         parts += ["### Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
-    parts += [f"![{p}]({p})" for p in plots] + ["", "Every point in `sweep.csv`, one row per point and TPOT SLO.", "", f"cmperf {__version__}", ""]
+    parts += [f"![{p}]({p}) ([SVG]({p[:-4]}.svg))" for p in plots] + ["", "Every point in `sweep.csv`, one row per point and TPOT SLO.", "", f"cmperf {__version__}", ""]
     return "\n".join(parts)
 
 
-def sweep_files(result: dict) -> dict[str, str]:
-    svgs = sweep_svgs(result)
-    return {"sweep.md": sweep_markdown(result, list(svgs)), "sweep.csv": to_csv(result["rows"]), **svgs}
+def sweep_files(result: dict) -> dict[str, object]:
+    plots = sweep_plots(result)
+    return {"sweep.md": sweep_markdown(result, _plot_names(result)), "sweep.csv": to_csv(result["rows"]), **plots}
 
 
 def print_sweep(result: dict, fmt: str, path=None) -> None:
-    _print_report(fmt, result["rows"], lambda: sweep_markdown(result, list(sweep_svgs(result))), _sweep_question(result),
+    _print_report(fmt, result["rows"], lambda: sweep_markdown(result, _plot_names(result)), _sweep_question(result),
                   [(sweep_table(result), "Best deployment at every point (all columns in sweep.csv)")], result["notes"], path)
 
 
