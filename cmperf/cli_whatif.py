@@ -157,7 +157,7 @@ def sweep(
     no_write: NoWriteOpt = False,
     fmt: FormatOpt = Format.table,
 ):
-    """Re-plan at every point of a one- or two-key sweep; write a table, sweep.csv and SVG plots."""
+    """Re-plan at every point of a one- or two-key sweep; write a table, sweep.csv and PNG/SVG plots."""
     from cmperf.report.whatif import print_sweep, sweep_files
     from cmperf.whatif.sweep import n_points, parse_axes, run_sweep
 

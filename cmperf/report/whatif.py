@@ -6,7 +6,6 @@ import math
 
 from cmperf import __version__
 from cmperf.report.render import fmt_number, make_console, print_table, to_csv, to_json, to_markdown
-from cmperf.report.svg import line_chart
 
 
 def _r(v, nd=1):
@@ -14,19 +13,6 @@ def _r(v, nd=1):
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     return int(round(v)) if nd == 0 else round(v, nd)
-
-
-def _series(xs, ys):
-    """Drop the points with no value (an SLO not met), so a line joins the points that exist."""
-    pts = [(x, y) for x, y in zip(xs, ys) if y is not None and isinstance(y, (int, float)) and math.isfinite(y)]
-    return [p[0] for p in pts], [p[1] for p in pts]
-
-
-def _chart(series: dict, xlabel: str, ylabel: str, title: str, empty_x: float = 0.0) -> str:
-    series = {k: v for k, v in series.items() if v[0]}
-    if not series:
-        return line_chart({}, xlabel, ylabel, title + " (no SLO met)", vlines={"no point meets the SLO": empty_x})
-    return line_chart(series, xlabel, ylabel, title)
 
 
 def _emit_simple(rows: list[dict], fmt: str) -> bool:
@@ -112,34 +98,22 @@ def compare_markdown(result: dict, plot: str) -> str:
     parts += ["### What binds", "", to_markdown(_binding_rows(result)), ""]
     if result["notes"]:
         parts += ["### Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
-    parts += [f"![decode tokens/s per device per TPOT SLO]({plot})", "", f"cmperf {__version__}", ""]
+    parts += [f"![decode tokens/s per device per TPOT SLO]({plot}) ([SVG](compare.svg))", "", f"cmperf {__version__}", ""]
     return "\n".join(parts)
 
 
-def compare_svg(result: dict) -> str:
-    """The decode Pareto frontier (tokens/s per device against TPOT) of both, the best point at each SLO marked."""
-    series = {f"{side} frontier": _series([p[0] for p in pts], [p[1] for p in pts]) for side, pts in result["frontier"].items()}
-    markers = {}
-    for r in result["rows"]:
-        if r["phase"] != "decode":
-            continue
-        for side in ("baseline", "variant"):
-            if r[f"{side}_tokens_per_s_per_device"] is not None:
-                markers[f"{side} @ {r['slo_ms']:g} ms"] = (r[f"{side}_latency_ms"], r[f"{side}_tokens_per_s_per_device"])
-    vlines = {f"SLO {r['slo_ms']:g} ms": r["slo_ms"] for r in result["rows"] if r["phase"] == "decode"}
-    series = {k: v for k, v in series.items() if v[0]}
-    return line_chart(series, "TPOT (ms)", "decode tokens/s per device", "baseline vs variant: decode frontier and best per TPOT SLO",
-                      markers=markers, vlines=vlines)
+def compare_files(result: dict) -> dict[str, object]:
+    from cmperf.report.whatif_plots import compare_plot
 
-
-def compare_files(result: dict) -> dict[str, str]:
-    return {"compare.md": compare_markdown(result, "compare.svg"), "compare.csv": to_csv(result["rows"]), "compare.svg": compare_svg(result)}
+    plot = compare_plot(result)
+    return {"compare.md": compare_markdown(result, "compare.png"), "compare.csv": to_csv(result["rows"]),
+            "compare.png": plot["png"], "compare.svg": plot["svg"]}
 
 
 def print_compare(result: dict, fmt: str, path=None) -> None:
     from cmperf.whatif.compare import headline
 
-    _print_report(fmt, result["rows"], lambda: compare_markdown(result, "compare.svg"),
+    _print_report(fmt, result["rows"], lambda: compare_markdown(result, "compare.png"),
                   _scenario_lines(result["baseline"], "baseline") + _scenario_lines(result["variant"], "variant"),
                   [(compare_table(result), "Best deployment per SLO: baseline vs variant"),
                    (_cost_rows(result), "Cost and energy per token (decode: output tokens; prefill: prompt tokens)"), (_binding_rows(result), "What binds")],
@@ -187,79 +161,6 @@ def sweep_table(result: dict) -> list[dict]:
     return out
 
 
-def _axis_title(ax) -> tuple[str, str]:
-    """(label, unit for the ticks) of a swept key: its meaning from the schema, the key, and its unit."""
-    from cmperf.specs.schema import HARDWARE_FIELDS, MODEL_FIELDS
-
-    f = HARDWARE_FIELDS.get(ax.key) or MODEL_FIELDS.get(ax.key)
-    meaning = f.help if f else ax.key.split(".", 1)[-1].replace("_", " ")
-    tick_unit = ax.unit if ax.unit in ("B", "B/s", "OP/s", "FLOP/s", "s", "ms", "W") else ""
-    return f"{meaning} ({ax.key}" + (f", {ax.unit})" if ax.unit and not tick_unit else ")"), tick_unit
-
-
-def _sweep_plot(result: dict, series: dict, ax, ylabel: str, title: str) -> dict:
-    from cmperf.report.numbers import si
-    from cmperf.report.plots import line_plot
-
-    series = {k: v for k, v in series.items() if v[0]}
-    base = result["base"]
-    xlabel, xunit = _axis_title(ax)
-    baseline = base.value(ax.key)
-    full_title = f"{title}\n{base.model.name} on {base.hw.name}, {base.input_len:,}-token prompts, {base.output_len:,} output tokens"
-    if not series:
-        full_title += " (no point meets the SLO)"
-    return line_plot(series, xlabel, ylabel, full_title, xunit=xunit,
-                     baseline=(f"baseline {si(baseline, xunit)}", baseline) if isinstance(baseline, (int, float)) else None)
-
-
-def sweep_plots(result: dict) -> dict[str, object]:
-    """name -> SVG text or PNG bytes; every plot in both formats."""
-    axes, rows = result["axes"], result["rows"]
-    a = axes[0]
-    figs = {}
-    if len(axes) == 1:
-        series = {}
-        for t in result["slos"]:
-            sel = [r for r in rows if r["slo_tpot_ms"] == t]
-            name = "best decode" if a.key == "slo.tpot_ms" else f"decode, TPOT <= {t:g} ms"
-            series[name] = _series([r[a.key] for r in sel], [r["decode_tokens_per_s_per_device"] for r in sel])
-        figs["sweep"] = _sweep_plot(result, series, a, "best decode tokens/s per device", f"sweep of {a.key}")
-        first = [r for r in rows if r["slo_tpot_ms"] == result["slos"][0]] if a.key != "slo.tpot_ms" else rows
-        figs["sweep-prefill"] = _sweep_plot(result, {"prefill": _series([r[a.key] for r in first], [r["prefill_tokens_per_s_per_device"] for r in first])},
-                                            a, "best prefill tokens/s per device", f"sweep of {a.key}: prefill")
-    else:
-        b = axes[1]
-        slos = [None] if "slo.tpot_ms" in (a.key, b.key) else result["slos"]
-        for i, t in enumerate(slos):
-            series = {}
-            for vb in b.values:
-                sel = [r for r in rows if r[b.key] == vb and (t is None or r["slo_tpot_ms"] == t)]
-                series[f"{b.key.split('.')[-1]} = {_fmt_key(vb)}"] = _series([r[a.key] for r in sel], [r["decode_tokens_per_s_per_device"] for r in sel])
-            title = f"sweep of {a.key} by {b.key}" + (f", TPOT <= {t:g} ms" if t is not None else "")
-            figs["sweep" if i == 0 else f"sweep-tpot{t:g}ms"] = _sweep_plot(result, series, a, "best decode tokens/s per device", title)
-        series = {}
-        t0 = result["slos"][0]
-        for vb in b.values:
-            sel = [r for r in rows if r[b.key] == vb and (r["slo_tpot_ms"] == t0 or "slo.tpot_ms" in (a.key, b.key))]
-            seen, xs, ys = set(), [], []
-            for r in sel:
-                if r[a.key] not in seen:
-                    seen.add(r[a.key])
-                    xs.append(r[a.key])
-                    ys.append(r["prefill_tokens_per_s_per_device"])
-            series[f"{b.key.split('.')[-1]} = {_fmt_key(vb)}"] = _series(xs, ys)
-        figs["sweep-prefill"] = _sweep_plot(result, series, a, "best prefill tokens/s per device", f"sweep of {a.key} by {b.key}: prefill")
-    return {f"{name}.{ext}": fig[ext] for name, fig in figs.items() for ext in ("png", "svg")}
-
-
-def _plot_names(result: dict) -> list[str]:
-    axes = result["axes"]
-    names = ["sweep"]
-    if len(axes) == 2 and "slo.tpot_ms" not in (axes[0].key, axes[1].key):
-        names += [f"sweep-tpot{t:g}ms" for t in result["slos"][1:]]
-    return [f"{n}.png" for n in names + ["sweep-prefill"]]
-
-
 def _sweep_question(result: dict) -> list[str]:
     lines = _scenario_lines(result["base"], "base")
     for ax in result["axes"]:
@@ -268,6 +169,14 @@ def _sweep_question(result: dict) -> list[str]:
     if "slo.tpot_ms" not in [a.key for a in result["axes"]]:
         lines.append("TPOT SLOs: " + ", ".join(f"{t:g} ms" for t in result["slos"]))
     return lines
+
+
+def _plot_names(result: dict) -> list[str]:
+    axes = result["axes"]
+    names = ["sweep"]
+    if len(axes) == 2 and "slo.tpot_ms" not in (axes[0].key, axes[1].key):
+        names += [f"sweep-tpot{t:g}ms" for t in result["slos"][1:]]
+    return [f"{n}.png" for n in names + ["sweep-prefill"]]
 
 
 def sweep_markdown(result: dict, plots: list[str]) -> str:
@@ -280,6 +189,8 @@ def sweep_markdown(result: dict, plots: list[str]) -> str:
 
 
 def sweep_files(result: dict) -> dict[str, object]:
+    from cmperf.report.whatif_plots import sweep_plots
+
     plots = sweep_plots(result)
     return {"sweep.md": sweep_markdown(result, _plot_names(result)), "sweep.csv": to_csv(result["rows"]), **plots}
 
@@ -443,27 +354,17 @@ def _cache_lines(result: dict) -> list[str]:
     ] + summary(result)
 
 
-def cache_svgs(result: dict) -> dict[str, str]:
-    rows = result["rows"]
-    xs = [r["prefix_hit"] for r in rows]
-    ttft = {"load over UB": _series(xs, [r["ttft_ub_ms"] for r in rows]), "load over VPC": _series(xs, [r["ttft_vpc_ms"] for r in rows]),
-            "recompute (hit 0)": _series(xs, [r["ttft_recompute_ms"] for r in rows])}
-    thr = {"load over UB": _series(xs, [r["tokens_per_s_per_device_ub"] for r in rows]),
-           "load over VPC": _series(xs, [r["tokens_per_s_per_device_vpc"] for r in rows]),
-           "recompute (hit 0)": _series(xs, [r["tokens_per_s_per_device_recompute"] for r in rows])}
-    return {"cache.svg": _chart(ttft, "prefix-cache hit rate", "TTFT (ms)", "TTFT against prefix-cache hit rate"),
-            "cache-throughput.svg": _chart(thr, "prefix-cache hit rate", "prefill tokens/s per device", "prefill throughput against hit rate")}
-
-
 def cache_markdown(result: dict) -> str:
     parts = ["# cmperf cache", "", "## The question and the answer", ""] + [f"- {l}" for l in _cache_lines(result)]
-    parts += ["", to_markdown(cache_table_rows(result)), "", "![TTFT](cache.svg)", "", "![throughput](cache-throughput.svg)", ""]
+    parts += ["", to_markdown(cache_table_rows(result)), "", "![TTFT](cache.png) ([SVG](cache.svg))", "", "![throughput](cache-throughput.png) ([SVG](cache-throughput.svg))", ""]
     parts += [f"- {n}" for n in result["notes"]] + [f"cmperf {__version__}", ""]
     return "\n".join(parts)
 
 
 def cache_files(result: dict) -> dict[str, str]:
-    return {"cache.md": cache_markdown(result), "cache.csv": to_csv(result["rows"]), **cache_svgs(result)}
+    from cmperf.report.whatif_plots import cache_plots
+
+    return {"cache.md": cache_markdown(result), "cache.csv": to_csv(result["rows"]), **cache_plots(result)}
 
 
 def print_cache(result: dict, fmt: str, path=None) -> None:
