@@ -34,13 +34,17 @@ def all_keys() -> list[str]:
 
 def check_workload_value(key: str, raw: Any, where: str = "--set") -> Any:
     typ, lo, hi, _ = WORKLOAD_FIELDS[key]
+    number = raw
     if isinstance(raw, str):
-        from cmperf.specs.loader import parse_finite
+        from cmperf.units import parse_quantity
 
-        raw = parse_finite(raw, f"{where} {key}")  # units and prefixes: 32k, 4Ki
+        try:
+            number = parse_quantity(raw)  # prefixes and units: 32k, 4Ki
+        except ValueError:
+            number = raw  # not a quantity: the checks below say what was expected
     try:
-        value = typ(float(raw)) if typ is int else float(raw)
-        if typ is int and float(raw) != value:
+        value = typ(float(number)) if typ is int else float(number)
+        if typ is int and float(number) != value:
             raise ValueError
     except (TypeError, ValueError, OverflowError):
         raise SpecError(f"expected a {'whole number' if typ is int else 'number'}, got {raw!r}", where=f"{where} {key}") from None

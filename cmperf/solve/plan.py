@@ -17,8 +17,6 @@ from cmperf.specs.loader import Spec
 
 #: The paper's deployments (cm384 section 3), to say what a plan does differently.
 PAPER_DECODE = {"devices": 160, "ep": 320, "redundant": 32, "attn_tp": 1, "microbatches": 2, "mtp": 1}
-#: Hardware the paper's deployments were measured on; other machines get no "vs the paper" line.
-PAPER_HARDWARE = ("cloudmatrix384",)
 PAPER_PREFILL = {"devices": 16, "ep": 32, "redundant": 32, "attn_tp": 1, "microbatches": 2, "tokens_per_device": 16384}
 
 
@@ -116,6 +114,11 @@ def _differs(rec: dict, paper: dict) -> str:
     return ", ".join(diffs) if diffs else "same structure as the paper"
 
 
+def _has_structure(grid: Grid, ref: dict) -> bool:
+    st = grid.axes["structure"]
+    return bool(np.any((st.devices == ref["devices"]) & (st.ep == ref["ep"]) & (st.redundant == ref["redundant"])))
+
+
 def _paper_point(grid: Grid, slo_s, ref: dict):
     """The paper's structure meeting the SLO: decode at the largest batch that does (two
     microbatches, else one: the paper does not give the count at its 15 ms point); prefill at the
@@ -185,7 +188,9 @@ def plan(req: PlanRequest) -> PlanResult:
         raise InfeasibleError(f"no prefill deployment meets TTFT <= {req.ttft_ms:g} ms; the best achievable TTFT is {best_latency_s(pg) * 1e3:.1f} ms", where="--ttft")
 
     records, paper = [], []
-    paper_applies = hw.name in PAPER_HARDWARE
+    # The paper's deployment is a reference only where it can be built: 160 packages holding 320
+    # expert ranks exist on a two-die package (the 910C), not on one-die GPUs.
+    paper_applies = _has_structure(dg, PAPER_DECODE)
     for t in req.tpot_ms:
         for rank, flat in enumerate(ranked(dg, t * 1e-3, req.top), start=1):
             rec = _record(dg, flat, "decode", t, req.ttft_ms, rank, dies_pkg, t * 1e-3)

@@ -77,7 +77,7 @@ def ttft_quantile_s(q: float, rate_per_s: float, instances: int, batch_s: float,
     mu, lam, n = requests_per_s_per_instance, rate_per_s, int(instances)
     a = lam / mu
     rho = a / n
-    if rho >= 1:
+    if rho >= 1 or n * mu - lam <= 0:
         return math.inf
     c = erlang_c(n, a)
     residual = batch_s * (1.0 - ((1.0 - q) / c) ** (1.0 / n)) if c > 1.0 - q else 0.0

@@ -116,12 +116,16 @@ class Scenario:
 
 def _check_extra(key: str, raw, where: str):
     typ, lo, hi, _, unit = SEARCH_FIELDS.get(key) or SLO_FIELDS[key]
+    number = raw
     if isinstance(raw, str):
-        from cmperf.specs.loader import parse_finite
+        from cmperf.units import parse_quantity
 
-        raw = parse_finite(raw, f"{where} {key}", unit=unit if unit == "ms" else None)
+        try:
+            number = parse_quantity(raw, unit if unit == "ms" else None)  # 50ms, 2s for an SLO; 4 for a count
+        except ValueError:
+            number = raw  # not a quantity: the checks below say what was expected
     try:
-        v = float(raw)
+        v = float(number)
         if typ is int:
             if not v.is_integer():
                 raise ValueError
