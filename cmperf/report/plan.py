@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cmperf import __version__
 from cmperf.report.explain import assumptions
+from cmperf.solve.queueing import FORMULA
 from cmperf.report.render import fmt_number, make_console, print_table, to_csv, to_json, to_markdown
 
 RECORD_KEYS = ("phase", "slo_tpot_ms", "slo_ttft_ms", "rank", "tpot_ms", "ttft_ms", "tokens_per_s_per_device", "devices", "ep", "dp",
@@ -68,7 +69,7 @@ def _round(v, nd):
     return "-" if v is None else round(v, nd)
 
 
-def _load_lines(result) -> list[str]:
+def _load_lines(result, verbose: bool = False) -> list[str]:
     lines = []
     for s in result.sizing:
         e, q = s["economics"], s["under_load"]
@@ -82,6 +83,8 @@ def _load_lines(result) -> list[str]:
                      f"power: {format(e['watts'] / result.budget, ',.0f') + ' W per device, ' + e['power_basis'] if e['watts'] else 'not in the hardware file'}")
         lines.append("queueing: prefill instances as an M/D/n batch queue, Poisson arrivals (Erlang C with the Allen-Cunneen tail); "
                      f"instances run at most {result.request.max_utilisation:.0%} utilisation")
+        if verbose:
+            lines.append(f"how: {FORMULA}")
     return lines
 
 
@@ -185,7 +188,7 @@ def markdown(result, plot_name: str) -> str:
     if line:
         parts += [f"For comparison, {line}.", ""]
     parts += ["### Prefill/decode split", "", to_markdown(_sizing_rows(result)) if result.sizing else "(no feasible split)", ""]
-    parts += [f"- {line}" for line in _load_lines(result)] + [""]
+    parts += [f"- {line}" for line in _load_lines(result, verbose=True)] + [""]
     if result.sizing:
         parts += ["### Cost and energy per token", "", to_markdown(_economics_rows(result)), ""]
     parts += ["## Decode Pareto frontier", "", f"![tokens/s per device against TPOT]({plot_name})", "", "(also as [frontier.svg](frontier.svg))", "",

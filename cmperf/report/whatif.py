@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from cmperf import __version__
+from cmperf.solve.queueing import FORMULA
 from cmperf.report.render import fmt_number, make_console, print_table, to_csv, to_json, to_markdown
 
 
@@ -277,8 +278,7 @@ def _capacity_lines(result: dict, sc) -> list[str]:
         cost = f"${result['dollars_per_m_output_tokens']:,.3f} per million output tokens (${result['dollars_per_hour']:,.0f}/h)" if result.get("dollars_per_m_output_tokens") is not None else "price not in the hardware file"
         energy = f"{result['output_tokens_per_joule']:,.3f} output tokens/J ({result['watts'] / 1e3:,.0f} kW; power: {result['power_basis']})" if result.get("output_tokens_per_joule") is not None else "power not in the hardware file"
         lines.append(f"cost and energy, whole fleet: {cost}; {energy}")
-    lines.append("queueing: prefill instances as an M/D/n batch queue (Erlang C, Allen-Cunneen tail), see `cmperf.solve.queueing`; "
-                 "P99 TTFT = batch + wait for a batch boundary + queue wait")
+    lines.append(f"queueing (cmperf.solve.queueing): {FORMULA}")
     return lines
 
 

@@ -51,6 +51,13 @@ DEFAULT_MAX_UTILISATION = 0.8
 #: interactive-serving target. Applied to P99 TTFT under load.
 DEFAULT_TTFT_MS = 2000.0
 
+#: The formula and its assumptions, as the reports print them.
+FORMULA = ("P99 TTFT = T + R + W: T the batch time; R = T (1 - (0.01 / C)^(1/n)) the wait for the first of n staggered "
+           "batches to end when all instances are busy (probability C, Erlang C at offered load a = lambda / mu); "
+           "W = ln(C / 0.01) (ca2 + cs2) / (2 (n mu - lambda)) the queue (Allen-Cunneen tail of M/G/n). "
+           "Assumes Poisson arrivals (ca2 = 1), the model's batch time for every batch (cs2 = 0, full batches), "
+           "least-loaded routing; the quantiles are added, which errs on the slow side")
+
 ARRIVAL_SCV = 1.0  # Poisson arrivals: squared coefficient of variation of inter-arrival times
 SERVICE_SCV = 0.0  # deterministic batch time
 
