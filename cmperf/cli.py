@@ -38,7 +38,28 @@ class Format(str, Enum):
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 HardwareOpt = Annotated[str, typer.Option("--hardware", help="Hardware name (see `cmperf hardware list`) or path to a .toml file.")]
 ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `cmperf model list`) or path to a .toml file.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a value by dotted key, KEY=VALUE (repeatable); keys as in `show --format json`.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a value by dotted key, KEY=VALUE (repeatable); keys as in `show --format json`; units allowed: 96GB, 1.6TB/s, 50us, 32k.")]
+
+
+#: Help placeholders a reader expects, instead of typer's type names (`<int range>`, `<list[str]>`).
+PLACEHOLDERS = {"int": "N", "int range": "N", "float": "X", "float range": "X", "str": "TEXT", "list[str]": "TEXT", "bool": ""}
+
+
+def _clean_placeholders() -> None:
+    """One style for `--help`: N, X, TEXT or the choices, never a Python type name."""
+    import typer.core
+
+    base = next(c for c in typer.core.TyperOption.__mro__ if "display_type" in c.__dict__)
+    typed = base.display_type
+
+    def display_type(self, ctx):
+        label = typed(self, ctx).strip("<>")
+        return "" if self.metavar else PLACEHOLDERS.get(label, label)
+
+    base.display_type = display_type
+
+
+_clean_placeholders()
 
 
 def _version(value: bool):
@@ -71,14 +92,22 @@ def _show(spec, derived: dict, fmt: Format) -> None:
         flat.update(derived)
         print(to_json(flat))
         return
+    from cmperf.report.numbers import si, unit_of_key
+
     rows = []
     for key, value in spec.values.items():
         p = spec.provenance[key]
         rows.append({"key": key, "value": value, "unit": spec.fields[key].unit, "source": p.source, "kind": p.kind, "note": p.note})
     for key, value in derived.items():
-        rows.append({"key": key, "value": value, "unit": "", "source": "derived", "kind": "derived", "note": ""})
+        rows.append({"key": key, "value": value, "unit": unit_of_key(key), "source": "derived", "kind": "derived", "note": ""})
     if fmt == Format.table:
-        rows = [{**r, "value": fmt_number(r["value"])} for r in rows]
+        def shown(value, unit):
+            base = unit.split(" per ")[0]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and base in ("B", "B/s", "OP/s", "FLOP/s", "s", "W"):
+                return si(value, base, digits=4)  # 752 TOP/s, 1.6 TB/s, 2 us
+            return fmt_number(value)
+
+        rows = [{**r, "value": shown(r["value"], r["unit"])} for r in rows]
     emit(rows, fmt.value, title=f"{spec.name}: {spec.description} ({spec.path})")
 
 
@@ -201,21 +230,21 @@ def estimate(
     phase: Annotated[Phase, typer.Argument(help="decode or prefill.")],
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
-    devices: Annotated[Optional[int], typer.Option(help="NPUs/GPUs in the instance [decode 160, prefill 16].", **_range(1, 1_000_000))] = None,
-    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree in ranks, a rank is a die [all dies of the instance: decode 320, prefill 32 on the 910C].", **_range(1, 1_000_000))] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Decode: concurrent requests per device [96].", **_range(1, 1_000_000))] = None,
-    input_len: Annotated[Optional[int], typer.Option(help="Prompt tokens per request [4096].", **_range(1, 10_000_000))] = None,
-    output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [256].", **_range(1, 10_000_000))] = None,
-    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [input + output/2].", **_frange(1.0, 10_000_000.0))] = None,
-    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [16384].", **_range(1, 100_000_000))] = None,
-    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [decode: the best of 1-3; prefill: 2].", **_range(1, 8))] = None,
-    attn_cores: Annotated[Optional[int], typer.Option(help="Decode: matrix cores per die for the attention stream when microbatches overlap; the MoE stream gets the rest [the best allowed split].", **_range(1, 100_000))] = None,
-    mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [1].", **_range(0, 8))] = None,
-    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [0.7].", **_frange(0.0, 1.0))] = None,
+    devices: Annotated[Optional[int], typer.Option(help="NPUs/GPUs in the instance [default: decode 160, prefill 16].", **_range(1, 1_000_000))] = None,
+    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree in ranks, a rank is a die [default: all dies of the instance: decode 320, prefill 32 on the 910C].", **_range(1, 1_000_000))] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Decode: concurrent requests per device [default: 96].", **_range(1, 1_000_000))] = None,
+    input_len: Annotated[Optional[int], typer.Option(help="Prompt tokens per request [default: 4096].", **_range(1, 10_000_000))] = None,
+    output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [default: 256].", **_range(1, 10_000_000))] = None,
+    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [default: input + output/2].", **_frange(1, 10_000_000))] = None,
+    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [default: 16384].", **_range(1, 100_000_000))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [default: decode: the best of 1-3; prefill: 2].", **_range(1, 8))] = None,
+    attn_cores: Annotated[Optional[int], typer.Option(help="Decode: matrix cores per die for the attention stream when microbatches overlap; the MoE stream gets the rest [default: the best allowed split].", **_range(1, 100_000))] = None,
+    mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [default: 1].", **_range(0, 8))] = None,
+    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [default: 0.7].", **_frange(0.0, 1.0))] = None,
     eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default (modelled skew) or perfect.")] = Eplb.default,
-    redundant: Annotated[Optional[int], typer.Option(help="Redundant expert copies [32 where the placement allows].", **_range(0, 100_000))] = None,
+    redundant: Annotated[Optional[int], typer.Option(help="Redundant expert copies [default: 32 where the placement allows].", **_range(0, 100_000))] = None,
     attn_tp: Annotated[int, typer.Option(help="Attention tensor-parallel degree (dies per group).", **_range(1, 1024))] = 1,
-    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [0].", **_frange(0.0, 0.999))] = None,
+    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [default: 0].", **_frange(0.0, 0.999))] = None,
     cache_path: Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool) or vpc.")] = CachePath.ub,
     sets: SetOpt = None,
     fmt: FormatOpt = Format.table,
@@ -258,12 +287,12 @@ def _parse_ms(text: str, option: str) -> float:
 
 @app.command()
 def plan(
-    tpot: Annotated[Optional[list[str]], typer.Option("--tpot", help="TPOT SLO, repeatable: 50 or 50ms [15 and 50].")] = None,
-    ttft: Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")] = None,
+    tpot: Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [default: 15 and 50].")] = None,
+    ttft: Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="TTFT SLO for prefill: 2000 or 2s; the split reports P99 under load [default: 2s, the MLPerf server-scenario limit].")] = None,
     input_len: Annotated[int, typer.Option(help="Prompt tokens per request.", **_range(1, 10_000_000))] = 4096,
     output_len: Annotated[int, typer.Option(help="Generated tokens per request.", **_range(1, 10_000_000))] = 256,
     mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_frange(0.0, 1.0))] = 0.7,
-    devices: Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **_range(1, 1_000_000))] = None,
+    devices: Annotated[Optional[int], typer.Option(help="Device budget [default: one system, e.g. 384].", **_range(1, 1_000_000))] = None,
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
     sets: SetOpt = None,
@@ -271,7 +300,7 @@ def plan(
     eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")] = Eplb.default,
     prefix_hit: Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_frange(0.0, 0.999))] = 0.0,
     out: Annotated[str, typer.Option("--out", help="Directory that receives the report folder.")] = "reports",
-    tag: Annotated[Optional[str], typer.Option(help="Name the report folder plan-TAG [UTC timestamp].")] = None,
+    tag: Annotated[Optional[str], typer.Option(help="Name the report folder plan-TAG [default: UTC timestamp].")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing plan-TAG folder.")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Print only; write no report files.")] = False,
     fmt: FormatOpt = Format.table,

@@ -23,8 +23,8 @@ def _fmt_err(err: float, basis: str) -> str:
 
 @app.command()
 def validate(
-    hardware: Annotated[Optional[list[str]], typer.Option("--hardware", help="Only the cases of this hardware name (repeatable) [all: see the hardware column].")] = None,
-    published: Annotated[Optional[str], typer.Option("--published", help="A table of published results in the same CSV format [the one cmperf ships: cmperf/validation/published.csv].")] = None,
+    hardware: Annotated[Optional[list[str]], typer.Option("--hardware", help="Only the cases of this hardware name (repeatable) [default: all: see the hardware column].")] = None,
+    published: Annotated[Optional[str], typer.Option("--published", help="A table of published results in the same CSV format [default: the one cmperf ships: cmperf/validation/published.csv].")] = None,
     fmt: FormatOpt = Format.table,
 ):
     """Compare the model's predictions with every published result cmperf ships (paper and kernel tables).
@@ -89,8 +89,8 @@ def calibrate(
     measurements: Annotated[str, typer.Argument(help="CSV of measurements; columns below.", show_default=False)],
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
-    params: Annotated[Optional[str], typer.Option("--params", help="Comma-separated keys to fit; patterns allowed (moe_comm.*_startup_s) [the efficiency.*, moe_comm.* and overhead.decode_step_s keys the measurements inform].")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Path of the new hardware file [./hardware/NAME-calibrated.toml in the working directory].")] = None,
+    params: Annotated[Optional[str], typer.Option("--params", help="Comma-separated keys to fit; patterns allowed (moe_comm.*_startup_s) [default: the efficiency.*, moe_comm.* and overhead.decode_step_s keys the measurements inform].")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Path of the new hardware file [default: ./hardware/NAME-calibrated.toml in the working directory].")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file (never the original).")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Fit and report only; write no file.")] = False,
     fmt: FormatOpt = Format.table,

@@ -6,23 +6,24 @@ Heavy imports stay inside the commands, so `cmperf --help` stays fast.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from cmperf.cli import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, _frange, _parse_ms, _range, app
 
-TpotOpt = Annotated[Optional[list[str]], typer.Option("--tpot", help="TPOT SLO, repeatable: 50 or 50ms [15 and 50].")]
-TtftOpt = Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")]
+TpotOpt = Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [default: 15 and 50].")]
+TtftOpt = Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="TTFT SLO for prefill (batch time): 2000 or 2s [default: none].")]
 InputOpt = Annotated[int, typer.Option(help="Prompt tokens per request.", **_range(1, 10_000_000))]
 OutputOpt = Annotated[int, typer.Option(help="Generated tokens per request.", **_range(1, 10_000_000))]
 AccOpt = Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_frange(0.0, 1.0))]
 HitOpt = Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_frange(0.0, 0.999))]
 CacheOpt = Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool over UB) or vpc.")]
-DevicesOpt = Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **_range(1, 1_000_000))]
+DevicesOpt = Annotated[Optional[int], typer.Option(help="Device budget [default: one system, e.g. 384].", **_range(1, 1_000_000))]
 EplbOpt = Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")]
 OutOpt = Annotated[str, typer.Option("--out", help="Directory that receives the report folder.")]
-TagOpt = Annotated[Optional[str], typer.Option(help="Name the report folder COMMAND-TAG [UTC timestamp].")]
+TagOpt = Annotated[Optional[str], typer.Option(help="Name the report folder COMMAND-TAG [default: UTC timestamp].")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing COMMAND-TAG folder.")]
 NoWriteOpt = Annotated[bool, typer.Option("--no-write", help="Print only; write no report files.")]
 
@@ -57,6 +58,11 @@ def _base(hardware, model, sets, *, tpot=None, ttft=None, input_len=4096, output
                     ttft_ms=_parse_ms(ttft, "--ttft") if ttft else None)
 
 
+class Objective(str, Enum):
+    devices = "devices"
+    cost = "cost"
+
+
 class _Progress:
     """A transient rich progress bar on stderr, or nothing for short runs."""
 
@@ -89,8 +95,8 @@ class _Progress:
 def compare(
     variant_sets: Annotated[Optional[list[str]], typer.Option("--variant-set", help="Override for the variant only, KEY=VALUE (repeatable); also workload.* and search.max_mtp.")] = None,
     variant_scale: Annotated[Optional[list[str]], typer.Option("--variant-scale", help="Multiply every numeric key matching a glob for the variant, PATTERN=FACTOR (repeatable), e.g. 'moe_comm.*bandwidth*=0.5'.")] = None,
-    variant_hardware: Annotated[Optional[str], typer.Option("--variant-hardware", help="Hardware of the variant (name or .toml path) [as --hardware].")] = None,
-    variant_model: Annotated[Optional[str], typer.Option("--variant-model", help="Model of the variant (name or .toml path) [as --model].")] = None,
+    variant_hardware: Annotated[Optional[str], typer.Option("--variant-hardware", help="Hardware of the variant (name or .toml path) [default: as --hardware].")] = None,
+    variant_model: Annotated[Optional[str], typer.Option("--variant-model", help="Model of the variant (name or .toml path) [default: as --model].")] = None,
     tpot: TpotOpt = None,
     ttft: TtftOpt = None,
     input_len: InputOpt = 4096,
@@ -152,7 +158,7 @@ def sweep(
     no_write: NoWriteOpt = False,
     fmt: FormatOpt = Format.table,
 ):
-    """Re-plan at every point of a one- or two-key sweep; write a table, sweep.csv and SVG plots."""
+    """Re-plan at every point of a one- or two-key sweep; write a table, sweep.csv and PNG/SVG plots."""
     from cmperf.report.whatif import print_sweep, sweep_files
     from cmperf.whatif.sweep import n_points, parse_axes, run_sweep
 
@@ -168,7 +174,7 @@ def sweep(
 
 @app.command()
 def sensitivity(
-    keys: Annotated[Optional[list[str]], typer.Option("--key", help="Only these hardware keys: a key, a prefix (scaleup.) or a glob (repeatable) [all].")] = None,
+    keys: Annotated[Optional[list[str]], typer.Option("--key", help="Only these hardware keys: a key, a prefix (scaleup.) or a glob (repeatable) [default: all].")] = None,
     step: Annotated[float, typer.Option(help="Relative step of the finite differences.", **_frange(0.001, 0.5))] = 0.1,
     tpot: TpotOpt = None,
     ttft: TtftOpt = None,
@@ -205,8 +211,10 @@ def sensitivity(
 @app.command()
 def capacity(
     rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **_frange(1e-6, 1e7))],
-    tpot: Annotated[str, typer.Option("--tpot", help="TPOT SLO: 50 or 50ms.")] = "50",
-    ttft: TtftOpt = None,
+    tpot: Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [default: 50].")] = None,
+    ttft: Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="P99 TTFT SLO under load: 2000 or 2s [default: 2s, the MLPerf server-scenario limit].")] = None,
+    max_utilisation: Annotated[float, typer.Option("--max-utilisation", help="Highest utilisation of any instance [default: 0.8, so a 25% surge still fits and queueing stays a small part of TTFT].", show_default=False, **_frange(0.01, 1.0))] = 0.8,
+    objective: Annotated[Objective, typer.Option("--objective", help="Minimise devices, or cost (whole supernodes provisioned, then devices).")] = Objective.devices,
     input_len: InputOpt = 4096,
     output_len: OutputOpt = 256,
     mtp_acceptance: AccOpt = 0.7,
@@ -226,22 +234,24 @@ def capacity(
     from cmperf.report.whatif import capacity_files, print_capacity
     from cmperf.whatif.capacity import capacity as run
 
+    from dataclasses import replace
+
     _check_tag(tag)
-    sc = _base(hardware, model, sets, tpot=[tpot], ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
+    sc = _base(hardware, model, sets, tpot=tpot or ["50"], ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
                prefix_hit=prefix_hit, cache_path=cache_path, eplb=eplb)
-    result = run(sc, rate)
-    path = _write(out, "capacity", lambda: capacity_files(result, sc), tag, overwrite, no_write)
-    print_capacity(result, sc, fmt.value, str(path) if path else None)
+    results = [run(replace(sc, tpot_ms=(t,)), rate, max_utilisation, objective.value) for t in sc.tpot_ms]
+    path = _write(out, "capacity", lambda: capacity_files(results, sc), tag, overwrite, no_write)
+    print_capacity(results, sc, fmt.value, str(path) if path else None)
 
 
 @app.command()
 def cache(
     hits: Annotated[str, typer.Option("--hits", help="Prefix-cache hit rates: START:STOP:STEPS or a comma list, in [0, 0.999].")] = "0:0.9:10",
     input_len: InputOpt = 4096,
-    devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [16, the paper's].", **_range(1, 1_000_000))] = None,
-    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [32, or the instance's dies].", **_range(1, 1_000_000))] = None,
-    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [16384].", **_range(1, 100_000_000))] = None,
-    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches [2].", **_range(1, 8))] = None,
+    devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [default: 16, the paper's].", **_range(1, 1_000_000))] = None,
+    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [default: 32, or the instance's dies].", **_range(1, 1_000_000))] = None,
+    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [default: 16384].", **_range(1, 100_000_000))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches [default: 2].", **_range(1, 8))] = None,
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
     sets: SetOpt = None,

@@ -70,14 +70,22 @@ def check_tag(tag: str | None, where: str = "--tag") -> str | None:
     return tag
 
 
-def parse_finite(text: str, where: str, what: str = "") -> float:
-    """A finite number written as text (underscores allowed), or a SpecError naming `where`
+def parse_finite(text: str, where: str, what: str = "", unit: str | None = None) -> float:
+    """A finite number written as text (underscores allowed, and a unit: `96GB`, `1.6TB/s`, `50us`,
+    `32k`, converted to `unit`, the unit of the key it is for), or a SpecError naming `where`
     (and `what` the number stands for, e.g. START)."""
     as_what = f" as {what}" if what else ""
     try:
         value = float(str(text).replace("_", ""))
-    except (ValueError, OverflowError):
+    except OverflowError:
         raise SpecError(f"expected a number{as_what}, got {safe_text(repr(text))}", where=where) from None
+    except ValueError:
+        from cmperf.units import parse_quantity
+
+        try:
+            value = parse_quantity(str(text), unit)
+        except ValueError as exc:
+            raise SpecError(f"{safe_text(str(exc))}{as_what}", where=where) from None
     if not math.isfinite(value):
         raise SpecError(f"expected a finite number{as_what}, got {safe_text(repr(text))}", where=where)
     return value
@@ -232,3 +240,12 @@ def csv_lines(path, name: str, max_rows: int | None = None, what: str = "rows") 
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a path with a NUL byte
         raise SpecError(f"cannot read the file: {safe_text(exc)}", where=name) from None
     return out
+
+
+def is_plain_number(text: str) -> bool:
+    """Whether text reads as a number without units (then it is checked and quoted as written)."""
+    try:
+        float(text.replace("_", ""))
+    except ValueError:
+        return False
+    return True

@@ -47,7 +47,17 @@ def check_workload_value(key: str, raw: Any, where: str = "--set") -> Any:
     from cmperf.inputs import check_number
 
     typ, lo, hi, _ = WORKLOAD_FIELDS[key]
-    return check_number(raw, f"{where} {key}", whole=typ is int, lo=lo, hi=hi, text_ok=True)
+    from cmperf.inputs import is_plain_number
+
+    number = raw
+    if isinstance(raw, str) and not is_plain_number(raw):
+        from cmperf.units import parse_quantity
+
+        try:
+            number = parse_quantity(raw)  # prefixes and units: 32k, 4Ki
+        except ValueError:
+            number = raw  # not a quantity: the check below says what was expected
+    return check_number(number, f"{where} {key}", whole=typ is int, lo=lo, hi=hi, text_ok=True)
 
 
 def apply_overrides(hw: Spec, model: Spec, sets: dict[str, str]) -> tuple[Spec, Spec, dict[str, Any]]:

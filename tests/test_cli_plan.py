@@ -24,7 +24,7 @@ from cmperf.errors import InfeasibleError
 
 runner = CliRunner()
 ENV = {"COLUMNS": "250"}
-REPORT_FILES = {"plan.md", "deployments.csv", "frontier.csv", "frontier.svg", "sizing.csv"}
+REPORT_FILES = {"plan.md", "deployments.csv", "frontier.csv", "frontier.png", "frontier.svg", "sizing.csv"}
 REQUIRED = {"phase", "slo_tpot_ms", "tpot_ms", "ttft_ms", "tokens_per_s_per_device", "devices", "ep", "dp", "batch", "microbatches",
             "mtp", "binding"}
 REL = 1e-9
@@ -78,7 +78,7 @@ def default_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def default_json():
-    return json.loads(ok("plan", "--no-write", "--format", "json"))
+    return json.loads(ok("plan", "--no-write", "--format", "json"))["records"]
 
 
 def test_default_plan_writes_one_folder_with_all_files(default_run):
@@ -97,7 +97,7 @@ def test_plan_md_contents(default_run):
     out, _ = default_run
     md = (plan_dirs(out)[0] / "plan.md").read_text(encoding="utf-8")
     assert "Assumptions" in md
-    assert "frontier.svg" in md
+    assert "](frontier.png)" in md and "frontier.svg" in md
     assert "cloudmatrix384" in md
     assert "deepseek-r1" in md
     assert "cmperf estimate decode" in md
@@ -132,7 +132,7 @@ def test_json_records(default_json):
 
 
 def test_two_tpot_slos_parse():
-    recs = json.loads(ok("plan", "--no-write", "--format", "json", "--tpot", "50", "--tpot", "30ms", "--top", "2"))
+    recs = json.loads(ok("plan", "--no-write", "--format", "json", "--tpot", "50", "--tpot", "30ms", "--top", "2"))["records"]
     decode = [r for r in recs if r["phase"] == "decode"]
     assert sorted({r["slo_tpot_ms"] for r in decode}) == [30.0, 50.0]
     assert len(decode) == 4 and len(recs) == 6
@@ -141,7 +141,7 @@ def test_two_tpot_slos_parse():
 
 
 def test_tpot_in_seconds_parses():
-    recs = json.loads(ok("plan", "--no-write", "--format", "json", "--tpot", "0.04s", "--top", "1"))
+    recs = json.loads(ok("plan", "--no-write", "--format", "json", "--tpot", "0.04s", "--top", "1"))["records"]
     assert [r["slo_tpot_ms"] for r in recs if r["phase"] == "decode"] == [pytest.approx(40.0)]
 
 
@@ -259,7 +259,7 @@ def test_estimate_command_of_best_prefill_reproduces(default_json):
 
 def test_estimate_command_reproduces_with_unrounded_workload():
     recs = json.loads(ok("plan", "--no-write", "--format", "json", "--tpot", "50", "--top", "1",
-                         "--mtp-acceptance", "0.7123456", "--prefix-hit", "0.1234567"))
+                         "--mtp-acceptance", "0.7123456", "--prefix-hit", "0.1234567"))["records"]
     for rec in recs:
         got = _run_estimate(rec["estimate"])
         key = "tpot_ms" if rec["phase"] == "decode" else "ttft_ms"

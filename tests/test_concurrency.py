@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-FILES = {"plan.md", "deployments.csv", "frontier.csv", "frontier.svg", "sizing.csv"}
+FILES = {"plan.md", "deployments.csv", "frontier.csv", "frontier.png", "frontier.svg", "sizing.csv"}
 
 
 def start_plan(out: Path, *extra: str, cwd: Path) -> subprocess.Popen:

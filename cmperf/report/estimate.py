@@ -73,7 +73,8 @@ def print_estimate(res: dict, fmt: str) -> None:
         con.print(line, highlight=False)
     cols = ("operator", "scope", "stream", "calls_per_step", "us_per_call", "ms_per_step", "share_pct", "gflop_per_call", "mb_hbm_per_call", "bound")
     rows = [{c: r[c] for c in cols} for r in rec["breakdown"]]
-    print_table(rows, "Per-operator breakdown (rows add up to the step)", ("operator", "scope", "stream", "calls", "us/call", "ms/step", "% step", "GFLOP/call", "MB HBM/call", "bound"), console=con)
+    print_table(rows, "Per-operator breakdown (rows add up to the step)", ("operator", "scope", "stream", "calls", "us/call", "ms/step", "% step", "GFLOP/call", "MB HBM/call", "bound"), console=con,
+                drop_when_narrow=("MB HBM/call", "GFLOP/call", "us/call", "scope"))
     print_table(rec["memory"], "HBM budget per die", ("item", "GB/die"), console=con)
     fitted = [a for a in rec["assumptions"] if a["kind"] == "fitted"]
     con.print(f"Fitted constants in use ({len(fitted)}; {len(rec['assumptions']) - len(fitted)} more are assumed: --format json, key 'assumptions'):")

@@ -100,8 +100,9 @@ def _write(parent: Path, prefix: str, files: dict[str, str], tag: str | None, ov
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report folder is as shared as the umask says
         for name, text in files.items():
-            with open(tmp / name, "w", encoding="utf-8") as fh:
-                fh.write(safe_text(text))
+            binary = isinstance(text, bytes)  # a PNG plot
+            with open(tmp / name, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
+                fh.write(text if binary else safe_text(text))
                 fh.flush()
                 os.fsync(fh.fileno())
         if tag and overwrite:

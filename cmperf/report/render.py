@@ -21,6 +21,10 @@ def _plain(v: Any) -> Any:
 
 
 def fmt_number(v: Any) -> str:
+    """A cell as a person reads it: whole numbers with separators, SI prefixes past a million,
+    never scientific notation (see `report.numbers.si`)."""
+    from cmperf.report.numbers import si
+
     v = _plain(v)
     if isinstance(v, bool) or v is None:
         return str(v)
@@ -30,11 +34,9 @@ def fmt_number(v: Any) -> str:
         if v == 0:
             return "0"
         a = abs(v)
-        if a >= 1e5 or a < 1e-3:
-            return f"{v:.4g}"
-        if a >= 100:
-            return f"{v:,.1f}"
-        return f"{v:.4g}"
+        if 1e-3 <= a < 1e6 and a >= 100:
+            return f"{v:,.1f}".rstrip("0").rstrip(".") if v != int(v) else f"{v:,.0f}"
+        return si(v, digits=4)
     return str(v)
 
 
@@ -70,10 +72,14 @@ def to_markdown(rows: Sequence[dict], headers: Sequence[str] | None = None) -> s
     return tabulate(body, headers=list(headers or cols), tablefmt="github", disable_numparse=True)
 
 
-def make_console():
-    """A console that stays readable when piped: at least 160 columns wide. Text is printed as
-    given (no rich markup), with control characters made visible (`safe_text`): a name or note
-    from a file cannot restyle or retitle the terminal."""
+#: Terminal width when the output is not a terminal (a pipe or a file) and $COLUMNS is unset.
+DEFAULT_WIDTH = 120
+
+
+def make_console(width: int | None = None):
+    """A console as wide as the terminal (or $COLUMNS, or DEFAULT_WIDTH when piped). Text is
+    printed as given (no rich markup), with control characters made visible (`safe_text`): a name
+    or note from a file cannot restyle or retitle the terminal."""
     import shutil
 
     from rich.console import Console
@@ -84,27 +90,70 @@ def make_console():
         def print(self, *objects, **kwargs):
             super().print(*(safe_text(o) if isinstance(o, str) else o for o in objects), **kwargs)
 
-    return SafeConsole(width=max(shutil.get_terminal_size((160, 40)).columns, 160), highlight=False, markup=False, emoji=False)
+    return SafeConsole(width=width or shutil.get_terminal_size((DEFAULT_WIDTH, 40)).columns, highlight=False, markup=False, emoji=False, soft_wrap=False)
 
 
-def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None) -> None:
+def _is_number(v: Any) -> bool:
+    v = _plain(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, whole_words: bool = True):
     from rich.table import Table
 
-    console = console or make_console()
-    if not rows:
-        console.print(f"{title or ''}: (no rows)")
-        return
-    cols = list(rows[0])
     from rich.text import Text
 
     from cmperf.inputs import safe_text
 
     t = Table(title=Text(safe_text(title)) if title else None, title_justify="left", show_lines=False)
-    for i, c in enumerate(headers or cols):
-        t.add_column(Text(safe_text(c)), justify="left" if isinstance(_plain(rows[0][cols[i]]), str) else "right")
+    for c in cols:
+        cells = [safe_text(fmt_number(r[c])) for r in rows]
+        if _is_number(rows[0][c]) or all(" " not in x and any(ch.isdigit() for ch in x) or x == "-" for x in cells):
+            # A number ($0.241, -18.0%, 80%/62% too) never breaks: its column is as wide as its widest cell.
+            t.add_column(Text(safe_text(str(names[c]))), justify="right", no_wrap=True, min_width=max(len(str(names[c])), *(len(x) for x in cells)))
+        else:
+            # Text wraps at words (no narrower than its longest word, up to 14) unless the table cannot fit that way.
+            word = min(14, max((len(w) for x in cells for w in x.split()), default=1)) if whole_words else None
+            t.add_column(Text(safe_text(str(names[c]))), justify="left", overflow="fold", min_width=word)
     for r in rows:
         t.add_row(*[Text(safe_text(fmt_number(r[c]))) for c in cols])
-    console.print(t)
+    return t
+
+
+def _fits(width: int, table) -> bool:
+    """Whether rich draws the table whole at this width: rich crops the right edge of a table
+    whose columns cannot shrink enough, so a line that does not end on a border was cut."""
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(width=width, file=buf, color_system=None, highlight=False).print(table)
+    rows = [ln.rstrip() for ln in buf.getvalue().splitlines() if ln[:1] in "┏┃┡│└"]
+    return all(ln[-1] in "┓┃┩│┘" for ln in rows if ln)
+
+
+def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None,
+                drop_when_narrow: Sequence[str] = ()) -> None:
+    """A rich table that fits the console: text wraps, numbers never break; when even that is too
+    wide, the columns in `drop_when_narrow` are left out, in order, until it fits (CSV and JSON
+    keep them all)."""
+    console = console or make_console()
+    if not rows:
+        console.print(f"{title or ''}: (no rows)")
+        return
+    cols = list(rows[0])
+    names = dict(zip(cols, headers or cols))
+    by_name = {str(v): k for k, v in names.items()}
+    table = _table(rows, cols, names, title)
+    for c in drop_when_narrow:
+        if _fits(console.width, table):
+            break
+        c = by_name.get(c, c)
+        if c in cols and len(cols) > 2:
+            cols.remove(c)
+            table = _table(rows, cols, names, title)
+    if not _fits(console.width, table):
+        table = _table(rows, cols, names, title, whole_words=False)
+    console.print(table)
 
 
 def emit(rows: Sequence[dict], fmt: str, title: str | None = None, headers: Sequence[str] | None = None) -> None:

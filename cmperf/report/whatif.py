@@ -6,8 +6,8 @@ import math
 
 from cmperf import __version__
 from cmperf.inputs import safe_text
+from cmperf.solve.queueing import FORMULA
 from cmperf.report.render import fmt_number, make_console, print_table, to_csv, to_json, to_markdown
-from cmperf.report.svg import line_chart
 
 
 def _r(v, nd=1):
@@ -15,19 +15,6 @@ def _r(v, nd=1):
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     return int(round(v)) if nd == 0 else round(v, nd)
-
-
-def _series(xs, ys):
-    """Drop the points with no value (an SLO not met), so a line joins the points that exist."""
-    pts = [(x, y) for x, y in zip(xs, ys) if y is not None and isinstance(y, (int, float)) and math.isfinite(y)]
-    return [p[0] for p in pts], [p[1] for p in pts]
-
-
-def _chart(series: dict, xlabel: str, ylabel: str, title: str, empty_x: float = 0.0) -> str:
-    series = {k: v for k, v in series.items() if v[0]}
-    if not series:
-        return line_chart({}, xlabel, ylabel, title + " (no SLO met)", vlines={"no point meets the SLO": empty_x})
-    return line_chart(series, xlabel, ylabel, title)
 
 
 def _emit_simple(rows: list[dict], fmt: str) -> bool:
@@ -45,6 +32,10 @@ def _footer(con, path):
         con.print(f"reports written to {path}/")
 
 
+#: Columns a narrow terminal leaves out of what-if tables, least telling first (CSV and JSON keep them).
+NARROW_DROP = ("binding change", "base TPOT/TTFT ms", "var TPOT/TTFT ms", "note")
+
+
 def _print_report(fmt: str, rows: list[dict], markdown, lines, tables, notes=(), path=None, trailer=()) -> None:
     """The shape every what-if report prints in: json/csv rows, markdown, or a terminal page of
     question lines, tables, trailing lines, notes and where the files went."""
@@ -57,7 +48,7 @@ def _print_report(fmt: str, rows: list[dict], markdown, lines, tables, notes=(),
     for line in lines:
         con.print(line)
     for table_rows, title in tables:
-        print_table(table_rows, title, console=con)
+        print_table(table_rows, title, console=con, drop_when_narrow=NARROW_DROP)
     for line in trailer:
         con.print(line)
     for n in notes:
@@ -86,6 +77,13 @@ def compare_table(result: dict) -> list[dict]:
              "binding change": r["binding_change"]} for r in result["rows"]]
 
 
+def _cost_rows(result: dict) -> list[dict]:
+    """$/M tokens (decode: output tokens; prefill: prompt tokens) and tokens/J of each side's best, at full load."""
+    return [{"phase": r["phase"], "SLO": r["slo"], "base $/M tok": _money(r.get("baseline_dollars_per_m_tokens")),
+             "var $/M tok": _money(r.get("variant_dollars_per_m_tokens")), "base tok/J": _r(r.get("baseline_tokens_per_joule"), 3),
+             "var tok/J": _r(r.get("variant_tokens_per_joule"), 3)} for r in result["rows"]]
+
+
 def _binding_rows(result: dict) -> list[dict]:
     return [{"phase": r["phase"], "SLO": r["slo"], "baseline binding": r["baseline_binding"], "variant binding": r["variant_binding"]}
             for r in result["rows"]]
@@ -98,39 +96,29 @@ def compare_markdown(result: dict, plot: str) -> str:
     parts += [f"- {line}" for line in _scenario_lines(result["baseline"], "baseline") + _scenario_lines(result["variant"], "variant")]
     parts += ["", "## The answer", ""] + [f"- {line}" for line in headline(result)]
     parts += ["", to_markdown(compare_table(result)), ""]
+    parts += ["### Cost and energy per token", "", to_markdown(_cost_rows(result)), ""]
     parts += ["### What binds", "", to_markdown(_binding_rows(result)), ""]
     if result["notes"]:
         parts += ["### Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
-    parts += [f"![decode tokens/s per device per TPOT SLO]({plot})", "", f"cmperf {__version__}", ""]
+    parts += [f"![decode tokens/s per device per TPOT SLO]({plot}) ([SVG](compare.svg))", "", f"cmperf {__version__}", ""]
     return "\n".join(parts)
 
 
-def compare_svg(result: dict) -> str:
-    """The decode Pareto frontier (tokens/s per device against TPOT) of both, the best point at each SLO marked."""
-    series = {f"{side} frontier": _series([p[0] for p in pts], [p[1] for p in pts]) for side, pts in result["frontier"].items()}
-    markers = {}
-    for r in result["rows"]:
-        if r["phase"] != "decode":
-            continue
-        for side in ("baseline", "variant"):
-            if r[f"{side}_tokens_per_s_per_device"] is not None:
-                markers[f"{side} @ {r['slo_ms']:g} ms"] = (r[f"{side}_latency_ms"], r[f"{side}_tokens_per_s_per_device"])
-    vlines = {f"SLO {r['slo_ms']:g} ms": r["slo_ms"] for r in result["rows"] if r["phase"] == "decode"}
-    series = {k: v for k, v in series.items() if v[0]}
-    return line_chart(series, "TPOT (ms)", "decode tokens/s per device", "baseline vs variant: decode frontier and best per TPOT SLO",
-                      markers=markers, vlines=vlines)
+def compare_files(result: dict) -> dict[str, object]:
+    from cmperf.report.whatif_plots import compare_plot
 
-
-def compare_files(result: dict) -> dict[str, str]:
-    return {"compare.md": compare_markdown(result, "compare.svg"), "compare.csv": to_csv(result["rows"]), "compare.svg": compare_svg(result)}
+    plot = compare_plot(result)
+    return {"compare.md": compare_markdown(result, "compare.png"), "compare.csv": to_csv(result["rows"]),
+            "compare.png": plot["png"], "compare.svg": plot["svg"]}
 
 
 def print_compare(result: dict, fmt: str, path=None) -> None:
     from cmperf.whatif.compare import headline
 
-    _print_report(fmt, result["rows"], lambda: compare_markdown(result, "compare.svg"),
+    _print_report(fmt, result["rows"], lambda: compare_markdown(result, "compare.png"),
                   _scenario_lines(result["baseline"], "baseline") + _scenario_lines(result["variant"], "variant"),
-                  [(compare_table(result), "Best deployment per SLO: baseline vs variant"), (_binding_rows(result), "What binds")],
+                  [(compare_table(result), "Best deployment per SLO: baseline vs variant"),
+                   (_cost_rows(result), "Cost and energy per token (decode: output tokens; prefill: prompt tokens)"), (_binding_rows(result), "What binds")],
                   result["notes"], path, trailer=headline(result))
 
 
@@ -175,46 +163,6 @@ def sweep_table(result: dict) -> list[dict]:
     return out
 
 
-def sweep_svgs(result: dict) -> dict[str, str]:
-    axes, rows = result["axes"], result["rows"]
-    a = axes[0]
-    files = {}
-    if len(axes) == 1:
-        series = {}
-        for t in result["slos"]:
-            sel = [r for r in rows if r["slo_tpot_ms"] == t]
-            name = "best decode" if a.key == "slo.tpot_ms" else f"decode, TPOT <= {t:g} ms"
-            series[name] = _series([r[a.key] for r in sel], [r["decode_tokens_per_s_per_device"] for r in sel])
-        files["sweep.svg"] = _chart(series, _label(a), "best decode tokens/s per device", f"sweep of {a.key}", a.values[0])
-        first = [r for r in rows if r["slo_tpot_ms"] == result["slos"][0]] if a.key != "slo.tpot_ms" else rows
-        files["sweep-prefill.svg"] = _chart({"prefill": _series([r[a.key] for r in first], [r["prefill_tokens_per_s_per_device"] for r in first])},
-                                            _label(a), "best prefill tokens/s per device", f"sweep of {a.key}: prefill", a.values[0])
-        return files
-    b = axes[1]
-    slos = [None] if "slo.tpot_ms" in (a.key, b.key) else result["slos"]
-    for i, t in enumerate(slos):
-        series = {}
-        for vb in b.values:
-            sel = [r for r in rows if r[b.key] == vb and (t is None or r["slo_tpot_ms"] == t)]
-            series[f"{b.key.split('.')[-1]} = {_fmt_key(vb)}"] = _series([r[a.key] for r in sel], [r["decode_tokens_per_s_per_device"] for r in sel])
-        title = f"sweep of {a.key} by {b.key}" + (f", TPOT <= {t:g} ms" if t is not None else "")
-        name = "sweep.svg" if i == 0 else f"sweep-tpot{t:g}ms.svg"
-        files[name] = _chart(series, _label(a), "best decode tokens/s per device", title, a.values[0])
-    series = {}
-    t0 = result["slos"][0]
-    for vb in b.values:
-        sel = [r for r in rows if r[b.key] == vb and (r["slo_tpot_ms"] == t0 or "slo.tpot_ms" in (a.key, b.key))]
-        seen, xs, ys = set(), [], []
-        for r in sel:
-            if r[a.key] not in seen:
-                seen.add(r[a.key])
-                xs.append(r[a.key])
-                ys.append(r["prefill_tokens_per_s_per_device"])
-        series[f"{b.key.split('.')[-1]} = {_fmt_key(vb)}"] = _series(xs, ys)
-    files["sweep-prefill.svg"] = _chart(series, _label(a), "best prefill tokens/s per device", f"sweep of {a.key} by {b.key}: prefill", a.values[0])
-    return files
-
-
 def _sweep_question(result: dict) -> list[str]:
     lines = _scenario_lines(result["base"], "base")
     for ax in result["axes"]:
@@ -225,22 +173,32 @@ def _sweep_question(result: dict) -> list[str]:
     return lines
 
 
+def _plot_names(result: dict) -> list[str]:
+    axes = result["axes"]
+    names = ["sweep"]
+    if len(axes) == 2 and "slo.tpot_ms" not in (axes[0].key, axes[1].key):
+        names += [f"sweep-tpot{t:g}ms" for t in result["slos"][1:]]
+    return [f"{n}.png" for n in names + ["sweep-prefill"]]
+
+
 def sweep_markdown(result: dict, plots: list[str]) -> str:
     parts = ["# cmperf sweep", "", "## The question", ""] + [f"- {l}" for l in _sweep_question(result)]
     parts += ["", "## The answer", "", to_markdown(sweep_table(result)), ""]
     if result["notes"]:
         parts += ["### Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
-    parts += [f"![{p}]({p})" for p in plots] + ["", "Every point in `sweep.csv`, one row per point and TPOT SLO.", "", f"cmperf {__version__}", ""]
+    parts += [f"![{p}]({p}) ([SVG]({p[:-4]}.svg))" for p in plots] + ["", "Every point in `sweep.csv`, one row per point and TPOT SLO.", "", f"cmperf {__version__}", ""]
     return "\n".join(parts)
 
 
-def sweep_files(result: dict) -> dict[str, str]:
-    svgs = sweep_svgs(result)
-    return {"sweep.md": sweep_markdown(result, list(svgs)), "sweep.csv": to_csv(result["rows"]), **svgs}
+def sweep_files(result: dict) -> dict[str, object]:
+    from cmperf.report.whatif_plots import sweep_plots
+
+    plots = sweep_plots(result)
+    return {"sweep.md": sweep_markdown(result, _plot_names(result)), "sweep.csv": to_csv(result["rows"]), **plots}
 
 
 def print_sweep(result: dict, fmt: str, path=None) -> None:
-    _print_report(fmt, result["rows"], lambda: sweep_markdown(result, list(sweep_svgs(result))), _sweep_question(result),
+    _print_report(fmt, result["rows"], lambda: sweep_markdown(result, _plot_names(result)), _sweep_question(result),
                   [(sweep_table(result), "Best deployment at every point (all columns in sweep.csv)")], result["notes"], path)
 
 
@@ -293,62 +251,86 @@ def print_sensitivity(result: dict, fmt: str, path=None) -> None:
 
 
 def capacity_table(result: dict) -> list[dict]:
-    rows = []
-    for phase in ("prefill", "decode"):
-        p = result[phase]
-        rows.append({"phase": phase, "instances": p["instances"], "dev/instance": p["devices_per_instance"], "devices": p["devices"],
-                     "deployment": p["deployment"], "TPOT/TTFT ms": _r(p["latency_ms"], 2),
-                     "capacity tok/s/dev": _r(p["capacity_tokens_per_s_per_device"]), "load tok/s/dev": _r(p["load_tokens_per_s_per_device"]),
-                     "req/s/instance": _r(p["requests_per_s_per_instance"], 2), "utilisation": f"{p['utilisation']:.0%}",
-                     "headroom": f"{p['headroom']:.0%}", "binding": p["binding"]})
-    return rows
+    """Per phase: instances, latency (prefill: the batch time; decode: TPOT), P99 TTFT under load, load, headroom, cost."""
+    return [{"phase": phase, "instances": p["instances"], "dev/inst": p["devices_per_instance"], "devices": p["devices"],
+             "latency ms": _r(p["latency_ms"], 1), "P99 TTFT ms": _r(p.get("p99_ttft_ms")), "tok/s/dev": _r(p["load_tokens_per_s_per_device"]),
+             "util": f"{p['utilisation']:.0%}", "headroom": f"{p['headroom']:.0%}", "$/M tok": _money(p.get("dollars_per_m_tokens")),
+             "tok/J": _r(p.get("tokens_per_joule"), 2), "deployment": p["deployment"]}
+            for phase, p in ((ph, result[ph]) for ph in ("prefill", "decode"))]
+
+
+def _money(v):
+    return None if v is None else f"${v:,.3f}"
 
 
 def _capacity_lines(result: dict, sc) -> list[str]:
-    ttft = f"TTFT <= {result['slo_ttft_ms']:g} ms" if result["slo_ttft_ms"] is not None else "TTFT unconstrained"
-    return _scenario_lines(sc, budget=False) + [
-        f"serve {result['rate_requests_per_s']:g} requests/s at TPOT <= {result['slo_tpot_ms']:g} ms, {ttft}",
+    ttft = f"P99 TTFT <= {result['slo_ttft_ms']:,g} ms" + (" (default SLO: 2 s, the MLPerf Inference server-scenario limit)" if result.get("slo_ttft_default") else "")
+    pre = result["prefill"]
+    lines = _scenario_lines(sc, budget=False) + [
+        f"serve {result['rate_requests_per_s']:,g} requests/s at TPOT <= {result['slo_tpot_ms']:g} ms, {ttft}; "
+        f"utilisation <= {result['max_utilisation']:.0%}; objective: fewest {'whole supernodes ($/h)' if result['objective'] == 'cost' else 'devices'}",
         f"answer: {result['total_devices']:,} devices ({result['prefill_devices']:,} prefill + {result['decode_devices']:,} decode) in "
         f"{result['supernodes']} supernode(s) of {result['devices_per_supernode']} devices ({result['idle_devices_in_supernodes']:,} left idle); "
         f"{result['output_tokens_per_s_per_device']:,.1f} output tokens/s per device overall",
+        f"under load: prefill P50 TTFT {pre['p50_ttft_ms']:,.0f} ms, P99 {pre['p99_ttft_ms']:,.0f} ms at {pre['utilisation']:.0%} utilisation "
+        f"(headroom {pre['headroom']:.0%}); decode at {result['decode']['utilisation']:.0%} (headroom {result['decode']['headroom']:.0%})",
     ]
+    if result.get("dollars_per_m_output_tokens") is not None or result.get("output_tokens_per_joule") is not None:
+        cost = f"${result['dollars_per_m_output_tokens']:,.3f} per million output tokens (${result['dollars_per_hour']:,.0f}/h)" if result.get("dollars_per_m_output_tokens") is not None else "price not in the hardware file"
+        energy = f"{result['output_tokens_per_joule']:,.3f} output tokens/J ({result['watts'] / 1e3:,.0f} kW; power: {result['power_basis']})" if result.get("output_tokens_per_joule") is not None else "power not in the hardware file"
+        lines.append(f"cost and energy, whole fleet: {cost}; {energy}")
+    lines.append(f"queueing (cmperf.solve.queueing): {FORMULA}")
+    return lines
 
 
-def capacity_markdown(result: dict, sc) -> str:
-    parts = ["# cmperf capacity", "", "## The question and the answer", ""] + [f"- {l}" for l in _capacity_lines(result, sc)]
-    parts += ["", to_markdown(capacity_table(result)), "", f"cmperf {__version__}", ""]
+def capacity_markdown(results: list[dict], sc) -> str:
+    parts = ["# cmperf capacity", ""]
+    for result in results:
+        parts += [f"## TPOT <= {result['slo_tpot_ms']:g} ms", ""] + [f"- {l}" for l in _capacity_lines(result, sc)]
+        parts += ["", to_markdown(capacity_table(result)), ""]
+    parts += [f"cmperf {__version__}", ""]
     return "\n".join(parts)
 
 
-def capacity_rows(result: dict) -> list[dict]:
-    """One flat row per phase (every number, deployment parameters as param_*), for CSV."""
+def capacity_rows(results: list[dict]) -> list[dict]:
+    """One flat row per SLO and phase (every number, deployment parameters as param_*), for CSV."""
     flat = []
-    for phase in ("prefill", "decode"):
-        p = result[phase]
-        flat.append({"phase": phase, **{k: v for k, v in p.items() if k != "params"}, **{f"param_{k}": v for k, v in p["params"].items()},
-                     "total_devices": result["total_devices"], "supernodes": result["supernodes"]})
+    for result in results:
+        for phase in ("prefill", "decode"):
+            p = result[phase]
+            flat.append({"slo_tpot_ms": result["slo_tpot_ms"], "phase": phase, **{k: v for k, v in p.items() if k != "params"},
+                         **{f"param_{k}": v for k, v in p["params"].items()},
+                         "total_devices": result["total_devices"], "supernodes": result["supernodes"],
+                         "dollars_per_m_output_tokens": result["dollars_per_m_output_tokens"], "output_tokens_per_joule": result["output_tokens_per_joule"]})
     cols = list(dict.fromkeys(k for row in flat for k in row))
     return [{k: row.get(k) for k in cols} for row in flat]
 
 
-def capacity_files(result: dict, sc) -> dict[str, str]:
-    return {"capacity.md": capacity_markdown(result, sc), "capacity.csv": to_csv(capacity_rows(result)), "capacity.json": to_json(result) + "\n"}
+def _capacity_json(results: list[dict]):
+    """One SLO: its result; several: {"capacities": [one per SLO]}."""
+    return results[0] if len(results) == 1 else {"capacities": results}
 
 
-def print_capacity(result: dict, sc, fmt: str, path=None) -> None:
+def capacity_files(results: list[dict], sc) -> dict[str, str]:
+    return {"capacity.md": capacity_markdown(results, sc), "capacity.csv": to_csv(capacity_rows(results)), "capacity.json": to_json(_capacity_json(results)) + "\n"}
+
+
+def print_capacity(results: list[dict], sc, fmt: str, path=None) -> None:
     if fmt == "json":
-        print(to_json(result))
+        print(to_json(_capacity_json(results)))
         return
     if fmt == "csv":
-        print(to_csv(capacity_rows(result)), end="")
+        print(to_csv(capacity_rows(results)), end="")
         return
     if fmt == "md":
-        print(safe_text(capacity_markdown(result, sc)))
+        print(safe_text(capacity_markdown(results, sc)))
         return
     con = make_console()
-    for line in _capacity_lines(result, sc):
-        con.print(line)
-    print_table(capacity_table(result), "Instances per phase, with per-device load and headroom", console=con)
+    for result in results:
+        for line in _capacity_lines(result, sc):
+            con.print(line)
+        print_table(capacity_table(result), f"TPOT <= {result['slo_tpot_ms']:g} ms: instances per phase, load, headroom, cost", console=con,
+                    drop_when_narrow=("dev/inst", "util", "tok/J", "latency ms"))
     _footer(con, path)
 
 
@@ -373,27 +355,17 @@ def _cache_lines(result: dict) -> list[str]:
     ] + summary(result)
 
 
-def cache_svgs(result: dict) -> dict[str, str]:
-    rows = result["rows"]
-    xs = [r["prefix_hit"] for r in rows]
-    ttft = {"load over UB": _series(xs, [r["ttft_ub_ms"] for r in rows]), "load over VPC": _series(xs, [r["ttft_vpc_ms"] for r in rows]),
-            "recompute (hit 0)": _series(xs, [r["ttft_recompute_ms"] for r in rows])}
-    thr = {"load over UB": _series(xs, [r["tokens_per_s_per_device_ub"] for r in rows]),
-           "load over VPC": _series(xs, [r["tokens_per_s_per_device_vpc"] for r in rows]),
-           "recompute (hit 0)": _series(xs, [r["tokens_per_s_per_device_recompute"] for r in rows])}
-    return {"cache.svg": _chart(ttft, "prefix-cache hit rate", "TTFT (ms)", "TTFT against prefix-cache hit rate"),
-            "cache-throughput.svg": _chart(thr, "prefix-cache hit rate", "prefill tokens/s per device", "prefill throughput against hit rate")}
-
-
 def cache_markdown(result: dict) -> str:
     parts = ["# cmperf cache", "", "## The question and the answer", ""] + [f"- {l}" for l in _cache_lines(result)]
-    parts += ["", to_markdown(cache_table_rows(result)), "", "![TTFT](cache.svg)", "", "![throughput](cache-throughput.svg)", ""]
+    parts += ["", to_markdown(cache_table_rows(result)), "", "![TTFT](cache.png) ([SVG](cache.svg))", "", "![throughput](cache-throughput.png) ([SVG](cache-throughput.svg))", ""]
     parts += [f"- {n}" for n in result["notes"]] + [f"cmperf {__version__}", ""]
     return "\n".join(parts)
 
 
 def cache_files(result: dict) -> dict[str, str]:
-    return {"cache.md": cache_markdown(result), "cache.csv": to_csv(result["rows"]), **cache_svgs(result)}
+    from cmperf.report.whatif_plots import cache_plots
+
+    return {"cache.md": cache_markdown(result), "cache.csv": to_csv(result["rows"]), **cache_plots(result)}
 
 
 def print_cache(result: dict, fmt: str, path=None) -> None:

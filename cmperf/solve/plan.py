@@ -11,7 +11,8 @@ from cmperf.errors import InfeasibleError, SpecError
 from cmperf.estimate import Options, estimate
 from cmperf.compose.binding import binding as stream_binding
 from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
-from cmperf.solve.sizing import best_split
+from cmperf.solve.queueing import DEFAULT_MAX_UTILISATION, DEFAULT_TTFT_MS, load_report
+from cmperf.solve.sizing import best_split, split_economics
 from cmperf.specs.loader import Spec
 
 #: The paper's deployments (cm384 section 3), to say what a plan does differently.
@@ -33,6 +34,7 @@ class PlanRequest:
     eplb: str = "default"
     prefix_hit: float = 0.0
     sets: dict = field(default_factory=dict)
+    max_utilisation: float = DEFAULT_MAX_UTILISATION
 
     def checked(self) -> "PlanRequest":
         """A copy with every field validated as the CLI validates its options (SpecError otherwise)."""
@@ -68,7 +70,8 @@ class PlanResult:
     frontier: list  # Pareto points
     decode_grid_size: int
     prefill_grid_size: int
-    paper: list  # the paper's deployment at each SLO, for comparison
+    paper: list  # the paper's deployment at each SLO, for comparison (CloudMatrix384 only)
+    ttft_default: bool = False  # the TTFT SLO is the default one, not the user's
 
 
 def _record(grid: Grid, flat: int, phase: str, slo_tpot, slo_ttft, rank: int, dies_pkg: int, slo_s) -> dict:
@@ -131,6 +134,11 @@ def _explain(rec: dict, req: PlanRequest) -> None:
 def _differs(rec: dict, paper: dict) -> str:
     diffs = [f"{k} {paper[k]} -> {rec[k]}" for k in paper if rec.get(k) is not None and rec[k] != paper[k]]
     return ", ".join(diffs) if diffs else "same structure as the paper"
+
+
+def _has_structure(grid: Grid, ref: dict) -> bool:
+    st = grid.axes["structure"]
+    return bool(np.any((st.devices == ref["devices"]) & (st.ep == ref["ep"]) & (st.redundant == ref["redundant"])))
 
 
 def _paper_point(grid: Grid, slo_s, ref: dict):
@@ -198,24 +206,30 @@ def plan(req: PlanRequest) -> PlanResult:
     for t in req.tpot_ms:
         if not ranked(dg, t * 1e-3, 1):
             raise InfeasibleError(f"no deployment meets TPOT <= {t:g} ms; the best achievable TPOT is {best_latency_s(dg) * 1e3:.2f} ms", where="--tpot")
-    ttft_s = req.ttft_ms * 1e-3 if req.ttft_ms is not None else None
+    ttft_default = req.ttft_ms is None
+    if ttft_default:
+        req = replace(req, ttft_ms=DEFAULT_TTFT_MS)
+    ttft_s = req.ttft_ms * 1e-3
     if ttft_s is not None and not ranked(pg, ttft_s, 1):
         raise InfeasibleError(f"no prefill deployment meets TTFT <= {req.ttft_ms:g} ms; the best achievable TTFT is {best_latency_s(pg) * 1e3:.1f} ms", where="--ttft")
 
     records, paper = [], []
+    # The paper's deployment is a reference only where it can be built: 160 packages holding 320
+    # expert ranks exist on a two-die package (the 910C), not on one-die GPUs.
+    paper_applies = _has_structure(dg, PAPER_DECODE)
     for t in req.tpot_ms:
         for rank, flat in enumerate(ranked(dg, t * 1e-3, req.top), start=1):
             rec = _record(dg, flat, "decode", t, req.ttft_ms, rank, dies_pkg, t * 1e-3)
-            rec["vs_paper"] = _differs(rec, PAPER_DECODE)
+            rec["vs_paper"] = _differs(rec, PAPER_DECODE) if paper_applies else None
             records.append(rec)
-        pp = _paper_point(dg, t * 1e-3, PAPER_DECODE)
+        pp = _paper_point(dg, t * 1e-3, PAPER_DECODE) if paper_applies else None
         if pp:
             paper.append(_record(dg, pp[1], "decode", t, req.ttft_ms, 0, dies_pkg, t * 1e-3))
     for rank, flat in enumerate(ranked(pg, ttft_s, req.top), start=1):
         rec = _record(pg, flat, "prefill", None, req.ttft_ms, rank, dies_pkg, ttft_s)
-        rec["vs_paper"] = _differs(rec, PAPER_PREFILL)
+        rec["vs_paper"] = _differs(rec, PAPER_PREFILL) if paper_applies else None
         records.append(rec)
-    pp = _paper_point(pg, ttft_s, PAPER_PREFILL)
+    pp = _paper_point(pg, ttft_s, PAPER_PREFILL) if paper_applies else None
     if pp:
         paper.append(_record(pg, pp[1], "prefill", None, req.ttft_ms, 0, dies_pkg, ttft_s))
     for rec in records + paper:
@@ -226,8 +240,12 @@ def plan(req: PlanRequest) -> PlanResult:
     for t in req.tpot_ms:
         d_opts = best_by_devices(dg, t * 1e-3)
         split = best_split(budget, [o[0] for o in p_opts], [o[1] for o in p_opts], [o[0] for o in d_opts], [o[1] for o in d_opts],
-                           req.input_len, req.output_len)
+                           req.input_len, req.output_len, req.max_utilisation)
         if split:
+            p_flat = p_opts[split["prefill_option"]][2]
+            split["under_load"] = load_report(split["requests_per_s"], split["prefill_instances"], float(pg.latency_s.reshape(-1)[p_flat]),
+                                              split["prefill_capacity_requests_per_s"])
+            split["economics"] = split_economics(hw, split, req.output_len, budget)
             split["slo_tpot_ms"] = t
             split["slo_ttft_ms"] = req.ttft_ms
             split["prefill"] = params_at(pg, p_opts[split.pop("prefill_option")][2])
@@ -240,4 +258,4 @@ def plan(req: PlanRequest) -> PlanResult:
         p["tpot_ms"] = float(dg.latency_s.reshape(-1)[flat]) * 1e3
         p["tokens_per_s_per_device"] = float(dg.metric.reshape(-1)[flat])
         front.append(p)
-    return PlanResult(req, hw, model, budget, records, sizing, front, dg.size, pg.size, paper)
+    return PlanResult(req, hw, model, budget, records, sizing, front, dg.size, pg.size, paper, ttft_default)

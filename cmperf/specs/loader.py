@@ -20,7 +20,7 @@ from cmperf.specs.schema import ATTENTION_KEYS, ATTENTION_OPTIONAL, DTYPES, HARD
 
 _ENTRY_KEYS = {"value", "source", "kind", "note"}
 #: Tables of efficiency and calibration factors: their values must say how they were obtained.
-MUST_SAY_KIND = {"efficiency", "moe_comm", "overhead", "routing", "memory"}
+MUST_SAY_KIND = {"efficiency", "moe_comm", "overhead", "routing", "memory", "power", "cost"}
 # Bounds that keep every later product finite (MAX_INT, MIN_MAGNITUDE, MAX_MAGNITUDE) live in
 # cmperf.inputs, shared with every other entry point.
 _META_KEYS = {"name", "description"}
@@ -96,7 +96,7 @@ def _check_value(raw: Any, f: Field, *, where: str, from_text: bool = False) -> 
     if f.type == "str":
         return check_text(raw, where)
     if isinstance(raw, str) and from_text:
-        raw = _parse_number(raw, where)
+        raw = _parse_number(raw, where, f.unit)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise SpecError(f"expected a number ({f.unit or 'count'}), got {raw!r}", where=where)
     if f.type == "int":
@@ -126,8 +126,8 @@ def _check_value(raw: Any, f: Field, *, where: str, from_text: bool = False) -> 
     return raw
 
 
-def _parse_number(text: str, where: str) -> float:
-    value = parse_finite(text, where)
+def _parse_number(text: str, where: str, unit: str | None = None) -> float:
+    value = parse_finite(text, where, unit=unit)
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
 
 

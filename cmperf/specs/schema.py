@@ -125,6 +125,11 @@ HARDWARE_FIELDS: dict[str, Field] = {
     "overhead.rank_jitter_cv": _f("CV", "run-to-run spread of one rank's compute time before a synchronous all-to-all", check="nonneg", optional=True),
     # Memory.
     "memory.reserve_bytes_per_die": _f("B", "HBM kept back for runtime, workspace and fragmentation", check="nonneg"),
+    # Power and price (optional: a file without them still plans; cost and energy are then not reported).
+    "power.package_watts": _f("W", "electrical power of one package at full load (board power / TDP)", optional=True),
+    "power.node_other_watts": _f("W", "rest of one node at full load: CPUs, memory, NICs, fans, conversion losses", check="nonneg", optional=True),
+    "power.system_watts": _f("W", "all-in power of one whole system when only that is known; replaces package + node figures", optional=True),
+    "cost.package_dollars_per_hour": _f("$/h", "price of one package for one hour, all-in (host share, network, power, facility)", optional=True),
 }
 
 MODEL_FIELDS: dict[str, Field] = {

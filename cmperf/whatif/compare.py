@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from cmperf.costs.economics import economics
 from cmperf.errors import InfeasibleError
 from cmperf.whatif.core import Scenario, best, decode_grid_for, explain
 
@@ -54,6 +55,11 @@ def compare(base: Scenario, variant: Scenario) -> dict:
     if all(r["baseline_tokens_per_s_per_device"] is None and r["variant_tokens_per_s_per_device"] is None
            for r in rows if r["phase"] == "decode"):
         raise InfeasibleError("neither the baseline nor the variant meets any TPOT SLO: " + "; ".join(a["notes"]), where="--tpot")
+    for r in rows:
+        for side, sc in (("baseline", base), ("variant", variant)):
+            x = r[f"{side}_tokens_per_s_per_device"]
+            e = economics(sc.hw).per_token(x) if x else {"dollars_per_m_tokens": None, "tokens_per_joule": None}
+            r[f"{side}_dollars_per_m_tokens"], r[f"{side}_tokens_per_joule"] = e["dollars_per_m_tokens"], e["tokens_per_joule"]
     notes = [f"baseline: {n}" for n in a["notes"]] + [f"variant: {n}" for n in b["notes"]]
     return {"baseline": base, "variant": variant, "rows": rows, "notes": notes,
             "frontier": {"baseline": frontier(base), "variant": frontier(variant)}}

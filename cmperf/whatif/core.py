@@ -118,8 +118,18 @@ class Scenario:
 def _check_extra(key: str, raw, where: str):
     from cmperf.inputs import check_number
 
-    typ, lo, hi, _, _ = SEARCH_FIELDS.get(key) or SLO_FIELDS[key]
-    return check_number(raw, f"{where} {key}", whole=typ is int, lo=lo, hi=hi, text_ok=True)
+    typ, lo, hi, _, unit = SEARCH_FIELDS.get(key) or SLO_FIELDS[key]
+    from cmperf.inputs import is_plain_number
+
+    number = raw
+    if isinstance(raw, str) and not is_plain_number(raw):
+        from cmperf.units import parse_quantity
+
+        try:
+            number = parse_quantity(raw, unit if unit == "ms" else None)  # 50ms, 2s for an SLO; 4 for a count
+        except ValueError:
+            number = raw  # not a quantity: the check below says what was expected
+    return check_number(number, f"{where} {key}", whole=typ is int, lo=lo, hi=hi, text_ok=True)
 
 
 def set_value(sc: Scenario, key: str, raw, where: str = "--set", *, allow_slo: bool = False, record: bool = True) -> Scenario:

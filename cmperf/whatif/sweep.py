@@ -37,8 +37,8 @@ def sweepable_keys() -> list[str]:
     return [k for k in settable_keys(allow_slo=True) if k.startswith("slo.") or key_info(k)[0] in ("int", "float")]
 
 
-def _number(text: str, what: str, where: str) -> float:
-    return parse_finite(text, where, what)
+def _number(text: str, what: str, where: str, unit: str | None = None) -> float:
+    return parse_finite(text, where, what, unit=unit)
 
 
 def parse_axis(text: str, base: Scenario) -> Axis:
@@ -56,8 +56,9 @@ def parse_axis(text: str, base: Scenario) -> Axis:
         if key in settable_keys():
             raise SpecError(f"'{key}' is not numeric (a data type); use --set to change it", where=where)
         raise SpecError(unknown_key_message(key, valid), where=where)
-    start = _number(parts[0], "START", where)
-    stop = _number(parts[1], "STOP", where)
+    unit = key_info(key)[1]
+    start = _number(parts[0], "START", where, unit)
+    stop = _number(parts[1], "STOP", where, unit)
     steps_f = _number(parts[2], "STEPS", where)
     if not steps_f.is_integer():
         raise SpecError(f"expected a whole number of STEPS, got {parts[2]!r}", where=where)
