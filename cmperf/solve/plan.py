@@ -10,7 +10,8 @@ import numpy as np
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.estimate import Options, estimate
 from cmperf.compose.binding import binding as stream_binding
-from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
+from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, limit_reason, params_at, pareto_front, ranked
+from cmperf.solve.stream import decode_search, prefill_search
 from cmperf.solve.sizing import best_split
 from cmperf.specs.loader import Spec
 
@@ -161,8 +162,10 @@ def plan(req: PlanRequest) -> PlanResult:
         raise SpecError(f"input + output = {req.input_len + req.output_len} tokens exceeds the model's {max_ctx}-token context",
                         where="--input-len/--output-len")
     perfect = req.eplb == "perfect"
-    dg = decode_grid(hw, model, budget, req.input_len, req.output_len, req.mtp_acceptance, perfect)
-    pg = prefill_grid(hw, model, budget, req.input_len, perfect, req.prefix_hit)
+    ttft_s = req.ttft_ms * 1e-3 if req.ttft_ms is not None else None
+    dg = decode_search(hw, model, budget, req.input_len, req.output_len, req.mtp_acceptance, perfect,
+                       slos=[t * 1e-3 for t in req.tpot_ms], top=req.top, keep=[PAPER_DECODE])
+    pg = prefill_search(hw, model, budget, req.input_len, perfect, req.prefix_hit, slos=[ttft_s], top=req.top, keep=[PAPER_PREFILL])
 
     for grid, phase in ((dg, "decode"), (pg, "prefill")):
         if not grid.ok.any():
@@ -172,7 +175,6 @@ def plan(req: PlanRequest) -> PlanResult:
     for t in req.tpot_ms:
         if not ranked(dg, t * 1e-3, 1):
             raise InfeasibleError(f"no deployment meets TPOT <= {t:g} ms; the best achievable TPOT is {best_latency_s(dg) * 1e3:.2f} ms", where="--tpot")
-    ttft_s = req.ttft_ms * 1e-3 if req.ttft_ms is not None else None
     if ttft_s is not None and not ranked(pg, ttft_s, 1):
         raise InfeasibleError(f"no prefill deployment meets TTFT <= {req.ttft_ms:g} ms; the best achievable TTFT is {best_latency_s(pg) * 1e3:.1f} ms", where="--ttft")
 
