@@ -283,3 +283,4 @@ def main() -> None:
 # Commands defined in their own modules register themselves on `app` when imported.
 from cmperf import cli_whatif as _cli_whatif  # noqa: E402,F401
 from cmperf import cli_validate as _cli_validate  # noqa: E402,F401
+from cmperf import cli_explore as _cli_explore  # noqa: E402,F401
