@@ -26,11 +26,18 @@ MTP_CHOICES = (0, 1, 2)
 PREFILL_TOKENS_CHOICES = tuple(2**i for i in range(10, 18))
 
 
+def _distinct(sorted_values: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array (np.unique without its numpy.ma import at start-up)."""
+    keep = np.ones(len(sorted_values), bool)
+    keep[1:] = sorted_values[1:] != sorted_values[:-1]
+    return sorted_values[keep]
+
+
 def batch_grid(max_batch: int = 1024) -> np.ndarray:
     """Every batch up to 64, then 5% steps: an SLO-limited optimum is never more than 5% off."""
-    small = np.arange(1, min(max_batch, 64) + 1)
-    big = np.unique(np.round(np.geomspace(64, max(max_batch, 65), 58)))[1:]
-    return np.unique(np.concatenate([small, big[big <= max_batch]])).astype(float)
+    small = np.arange(1, min(max_batch, 64) + 1, dtype=float)
+    big = _distinct(np.round(np.geomspace(64, max(max_batch, 65), 58)))[1:]
+    return _distinct(np.sort(np.concatenate([small, big[big <= max_batch]])))
 
 
 @dataclass
