@@ -25,7 +25,7 @@ OutOpt = Annotated[str, typer.Option("--out", help="Directory that receives the 
 TagOpt = Annotated[Optional[str], typer.Option(help="Name the report folder COMMAND-TAG [UTC timestamp].")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing COMMAND-TAG folder.")]
 NoWriteOpt = Annotated[bool, typer.Option("--no-write", help="Print only; write no report files.")]
-WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Processes that share the re-plans [the cores available]; 1 runs them in this process.", **_range(1, 1024))]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Processes that share the re-plans [the cores available, from 8 re-plans up]; 1 runs them in this process.", **_range(1, 1024))]
 
 
 def _tpots(tpot) -> tuple:

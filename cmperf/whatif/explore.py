@@ -112,8 +112,8 @@ def _base(raw: dict, path: str) -> Scenario:
     for k in ("hardware", "model"):
         if k in raw and not isinstance(raw[k], str):
             _fail(f"expected {k} to be a name or a .toml path, got {raw[k]!r}", path, k)
-    return scenario(raw.get("hardware", "cloudmatrix384"), raw.get("model", "deepseek-r1"), layers=[(sets, f"{path} [set]")],
-                    hardware_where=f"{path} [hardware]", **fields)
+    names = {k: raw[k] for k in ("hardware", "model") if k in raw}  # else the planner's defaults
+    return scenario(**names, layers=[(sets, f"{path} [set]")], hardware_where=f"{path} [hardware]", **fields)
 
 
 def _axis(key: str, v, base: Scenario, sampling: str, path: str) -> dict:

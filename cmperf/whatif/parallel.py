@@ -16,6 +16,9 @@ from types import MappingProxyType
 
 #: Blocks per worker: enough to balance uneven points, few enough to keep memos warm.
 BLOCKS_PER_WORKER = 4
+#: Fewest items the default (every core) spreads over processes: starting the pool and warming each
+#: worker's grids costs about as much as a few re-plans. An explicit worker count is always honoured.
+MIN_ITEMS_BY_DEFAULT = 8
 
 
 # Specs keep their values in read-only mappings; they travel to the workers as plain dicts.
@@ -49,13 +52,15 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 def run(fn, items, workers: int | None = None, progress=None) -> list:
-    """[fn(x) for x in items], over `workers` processes (default: the cores available).
+    """[fn(x) for x in items], over `workers` processes (None: the cores available, for at least
+    MIN_ITEMS_BY_DEFAULT items; fewer run in this process).
 
     `fn` must be a module-level function and items and results picklable. `progress`, if given,
     is called once per item as results arrive.
     """
     items = list(items)
-    workers = available_cores() if workers is None else workers
+    if workers is None:
+        workers = available_cores() if len(items) >= MIN_ITEMS_BY_DEFAULT else 1
     workers = min(workers, len(items))
     if workers <= 1:
         out = []
