@@ -36,6 +36,12 @@ def explore(
     t0 = time.perf_counter()
     cluster = None
     if scheduler is None:
+        import dask
+
+        # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536, which makes every large temporary array
+        # a fresh mmap: a re-plan then runs at less than half speed. Keep glibc's default.
+        environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
         cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         try:
