@@ -118,6 +118,47 @@ def model_show(name: Annotated[str, typer.Argument(help="Model name or .toml pat
     _show(m, model_derived(m), fmt)
 
 
+@model_app.command("import")
+def model_import(
+    config: Annotated[str, typer.Argument(help="A Hugging Face config.json on disk.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name [the config's folder name, or the file name without .json].")] = None,
+    out: Annotated[str, typer.Option("--out", help="Folder to write NAME.toml into.")] = "models",
+    source_url: Annotated[Optional[str], typer.Option("--source-url", help="Where the config came from, cited in [sources] [the file path].")] = None,
+    precision_from: Annotated[str, typer.Option("--precision-from", help="Model whose precision, dispatch-scale and routing values are copied (marked assumed).")] = "deepseek-r1",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+):
+    """Write a model TOML from a config.json (no network), naming the config keys it did not map."""
+    from pathlib import Path
+
+    from cmperf.errors import SpecError
+    from cmperf.specs.importer import deployment_values, import_config, read_config, render_toml
+    from cmperf.specs.loader import load_model, parse_spec
+
+    path = Path(config)
+    if not path.is_file():
+        raise SpecError(f"no such file: {config}", where="CONFIG")
+    if name is None:
+        name = (path.parent.name if path.stem == "config" else path.stem).lower()
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        raise SpecError(f"expected a plain file name, got {name!r}", where="--name")
+    imp = import_config(read_config(path), name, str(path))
+    reference = load_model(precision_from)
+    text = render_toml(imp, deployment_values(reference, imp.values["attention.kind"][0], "moe.n_routed_experts" not in imp.values),
+                       source_url or str(path), reference)
+    target = Path(out) / f"{name}.toml"
+    if target.exists() and not force:
+        raise SpecError(f"{target} exists; expected a new file (or --force)", where="--out")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot write {target}: {exc}", where="--out") from None
+    parse_spec(target, "model")  # the file it wrote loads
+    print(f"wrote {target} ({imp.architecture}, attention kind {imp.values['attention.kind'][0]})")
+    if imp.unmapped:
+        print(f"not mapped: {', '.join(imp.unmapped)}")
+
+
 class Phase(str, Enum):
     decode = "decode"
     prefill = "prefill"

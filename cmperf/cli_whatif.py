@@ -48,11 +48,12 @@ def _write(out, prefix, files_fn, tag, overwrite, no_write):
 
 
 def _base(hardware, model, sets, *, tpot=None, ttft=None, input_len=4096, output_len=256, mtp_acceptance=0.7, prefix_hit=0.0,
-          cache_path=CachePath.ub, devices=None, eplb=Eplb.default, extra_layers=(), scales=(), hardware_where="--hardware"):
+          cache_path=CachePath.ub, devices=None, eplb=Eplb.default, extra_layers=(), scales=(), hardware_where="--hardware",
+          model_where="--model"):
     from cmperf.overrides import parse_set
     from cmperf.whatif.core import scenario
 
-    return scenario(hardware, model, layers=[(parse_set(sets), "--set"), *extra_layers], scales=scales, hardware_where=hardware_where,
+    return scenario(hardware, model, layers=[(parse_set(sets), "--set"), *extra_layers], scales=scales, hardware_where=hardware_where, model_where=model_where,
                     input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance, prefix_hit=prefix_hit,
                     cache_path=cache_path.value, eplb=eplb.value, devices=devices, tpot_ms=_tpots(tpot),
                     ttft_ms=_parse_ms(ttft, "--ttft") if ttft else None)
@@ -91,6 +92,7 @@ def compare(
     variant_sets: Annotated[Optional[list[str]], typer.Option("--variant-set", help="Override for the variant only, KEY=VALUE (repeatable); also workload.* and search.max_mtp.")] = None,
     variant_scale: Annotated[Optional[list[str]], typer.Option("--variant-scale", help="Multiply every numeric key matching a glob for the variant, PATTERN=FACTOR (repeatable), e.g. 'moe_comm.*bandwidth*=0.5'.")] = None,
     variant_hardware: Annotated[Optional[str], typer.Option("--variant-hardware", help="Hardware of the variant (name or .toml path) [as --hardware].")] = None,
+    variant_model: Annotated[Optional[str], typer.Option("--variant-model", help="Model of the variant (name or .toml path) [as --model].")] = None,
     tpot: TpotOpt = None,
     ttft: TtftOpt = None,
     input_len: InputOpt = 4096,
@@ -116,13 +118,13 @@ def compare(
     from cmperf.whatif.compare import compare as run
     from cmperf.whatif.core import parse_pairs
 
-    if not (variant_sets or variant_scale or variant_hardware):
-        raise SpecError("expected a variant: --variant-set KEY=VALUE, --variant-scale PATTERN=FACTOR or --variant-hardware NAME", where="--variant-set")
+    if not (variant_sets or variant_scale or variant_hardware or variant_model):
+        raise SpecError("expected a variant: --variant-set KEY=VALUE, --variant-scale PATTERN=FACTOR, --variant-hardware NAME or --variant-model NAME", where="--variant-set")
     _check_tag(tag)
     common = dict(tpot=tpot, ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance, prefix_hit=prefix_hit,
                   cache_path=cache_path, devices=devices, eplb=eplb)
     base = _base(hardware, model, sets, **common)
-    variant = _base(variant_hardware or hardware, model, sets, **common, extra_layers=[(parse_pairs(variant_sets, "--variant-set"), "--variant-set")],
+    variant = _base(variant_hardware or hardware, variant_model or model, sets, **common, model_where="--variant-model" if variant_model else "--model", extra_layers=[(parse_pairs(variant_sets, "--variant-set"), "--variant-set")],
                     scales=[(variant_scale or [], "--variant-scale")], hardware_where="--variant-hardware" if variant_hardware else "--hardware")
     result = run(base, variant, workers)
     path = _write(out, "compare", lambda: compare_files(result), tag, overwrite, no_write)

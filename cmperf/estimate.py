@@ -16,6 +16,7 @@ from cmperf.compose.prefill import PrefillInputs, evaluate_prefill, validate_pre
 from cmperf.costs.moe import placement
 from cmperf.errors import SpecError
 from cmperf.overrides import apply_overrides
+from cmperf.specs import derived as dv
 from cmperf.specs.loader import Spec, load_hardware, load_model
 
 DEFAULTS = {
@@ -63,7 +64,7 @@ def default_redundant(model: Spec, hw: Spec, ep: int, requested: int | None) -> 
     fewest that make a valid placement (e.g. 64 on EP160), else none (the error then says why)."""
     if requested is not None:
         return requested
-    E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
+    E, S = dv.moe_shape(model)["E"], dv.moe_shape(model)["S"]
     for r in (32, 0, *range(16, E + 1, 16)):
         if bool(placement(E, S, ep, r)["valid"]):
             return r
@@ -76,7 +77,12 @@ def check_placement(hw: Spec, model: Spec, devices: int, ep: int, redundant: int
         raise SpecError(f"expected a divisor of the instance's {dies} dies ({devices} devices x {hw['package.dies']}), got {ep}", where="--ep")
     if dies % attn_tp:
         raise SpecError(f"expected a divisor of the instance's {dies} dies, got {attn_tp}", where="--attn-tp")
-    E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
+    h = model["attention.num_attention_heads"]
+    if not bool(dv.heads_fit_tp(model, attn_tp)):
+        raise SpecError(f"attention TP over {attn_tp} dies cannot split the model's {h} query heads evenly; expected a divisor of {h}", where="--attn-tp")
+    E, S = dv.moe_shape(model)["E"], dv.moe_shape(model)["S"]
+    if E == 0 and redundant:
+        raise SpecError(f"model '{model.name}' is dense (no routed experts): nothing to replicate; expected --redundant 0", where="--redundant")
     if not bool(placement(E, S, ep, redundant)["valid"]):
         raise SpecError(
             f"EP{ep} cannot place {E} routed + {redundant} redundant + {S} shared experts: expected "
@@ -116,7 +122,8 @@ def estimate(phase: str, hardware: str = "cloudmatrix384", model: str = "deepsee
     ep = opts.ep or devices * hw["package.dies"]
     input_len = int(_pick(opts.input_len, workload, "input_len", WORKLOAD_DEFAULTS["input_len"]))
     output_len = int(_pick(opts.output_len, workload, "output_len", WORKLOAD_DEFAULTS["output_len"]))
-    mtp = int(_pick(opts.mtp, workload, "mtp", WORKLOAD_DEFAULTS["mtp"]))
+    # Speculative tokens by default only where the model has an MTP module to draft them.
+    mtp = int(_pick(opts.mtp, workload, "mtp", WORKLOAD_DEFAULTS["mtp"] if m["mtp.num_nextn_predict_layers"] > 0 else 0))
     if mtp > 0 and m["mtp.num_nextn_predict_layers"] == 0:
         raise SpecError(f"model '{m.name}' has no MTP module; expected --mtp 0", where="--mtp")
     acc = float(_pick(opts.mtp_acceptance, workload, "mtp_acceptance", WORKLOAD_DEFAULTS["mtp_acceptance"]))

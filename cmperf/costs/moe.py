@@ -24,8 +24,9 @@ def placement(n_routed, n_shared, ep, redundant):
     dedicated = ep >= instances + (1 if n_shared else 0)
     replicated = (~dedicated) & (np.mod(instances, ep) == 0)
     shared_copies = np.where(dedicated, ep - instances, ep) if n_shared else np.zeros_like(ep)
+    # A dense model (no routed experts) has nothing to place and no redundant copies to make.
     return {
-        "valid": (dedicated | replicated) & (ep >= 1),
+        "valid": (dedicated | replicated) & (ep >= 1) & ((n_routed > 0) | (redundant == 0)),
         "dedicated": dedicated,
         "routed_per_rank": np.where(dedicated, 1.0, instances / ep),
         "routed_ranks": np.where(dedicated, instances, ep),
@@ -108,7 +109,10 @@ def busiest_link_messages(tokens, destinations, hot_rows, routed_destinations, t
 
 def message_bytes(model: Spec) -> tuple[float, float]:
     """(dispatch, combine) bytes per token per destination: the hidden state at each payload's
-    precision, plus the per-token scale when dispatch is quantised (7.5 KB / 14 KB for DeepSeek-R1)."""
+    precision, plus the per-token scale when dispatch is quantised (7.5 KB / 14 KB for DeepSeek-R1);
+    none for a dense model."""
+    if not model.has("moe.n_routed_experts"):
+        return 0.0, 0.0
     d = model["arch.hidden_size"]
     disp_dt = model["precision.dispatch"]
     scale = model["quant.dispatch_scale_bytes_per_token"] if DTYPE_BYTES[disp_dt] < 2 else 0.0

@@ -15,6 +15,7 @@ import numpy as np
 from cmperf.compose.decode import MICROBATCH_CHOICES  # noqa: F401  (re-exported for the grids)
 from cmperf.costs.moe import placement
 from cmperf.errors import SpecError
+from cmperf.specs import derived as dv
 from cmperf.specs.loader import Spec
 
 REDUNDANT_CHOICES = (0, 32, 64, 128)
@@ -69,7 +70,8 @@ def structures(hw: Spec, model: Spec, budget_devices: int, min_devices: int | No
     sizes = np.arange(lo, min(budget_devices, max_instance_devices(hw)) + 1, node, dtype=float)
     dev, red = (x.reshape(-1) for x in np.meshgrid(sizes, np.array(REDUNDANT_CHOICES, float), indexing="ij"))
     ep = dev * hw["package.dies"]
-    valid = placement(model["moe.n_routed_experts"], model["moe.n_shared_experts"], ep, red)["valid"]
+    shape = dv.moe_shape(model)
+    valid = placement(shape["E"], shape["S"], ep, red)["valid"]
     return Structures(dev[valid], ep[valid], red[valid])
 
 

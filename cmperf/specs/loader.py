@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import cmperf
 from cmperf.errors import SpecError
-from cmperf.specs.schema import DTYPES, HARDWARE_FIELDS, KINDS, MODEL_FIELDS, Field
+from cmperf.specs.schema import ATTENTION_KEYS, ATTENTION_OPTIONAL, DTYPES, HARDWARE_FIELDS, KIND_SPECIFIC, KINDS, MODEL_FIELDS, MOE_KEYS, Field
 
 _ENTRY_KEYS = {"value", "source", "kind", "note"}
 #: Tables of efficiency and calibration factors: their values must say how they were obtained.
@@ -164,17 +164,22 @@ def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
         waves = [k for k in ("die.matrix_block_rows", "die.matrix_block_cols", "die.core_bandwidth_bytes_per_s") if k in values]
         if waves and len(waves) < 3:
             raise SpecError("die.matrix_block_rows, die.matrix_block_cols and die.core_bandwidth_bytes_per_s go together: give all three or none", where=where)
+        small, tile = values.get("die.matrix_small_m_tile_rows"), values.get("die.matrix_tile_rows")
+        if small is not None and tile is not None and tile % small:
+            raise SpecError(f"die.matrix_small_m_tile_rows = {small} must divide die.matrix_tile_rows = {tile} (a small M pads to a step of the engine tile)", where=where)
         for part, whole in _WITHIN:
             if part in values and whole in values and values[part] > values[whole]:
                 raise SpecError(f"{part} = {values[part]} exceeds {whole} = {values[whole]}; expected at most {values[whole]}", where=where)
-        split = [k for k in ("overlap.decode_split_min_attention_matrix_cores", "overlap.decode_split_max_attention_matrix_cores") if k in values]
-        if len(split) == 1:
-            raise SpecError("overlap.decode_split_min_attention_matrix_cores and overlap.decode_split_max_attention_matrix_cores go together: give both or neither", where=where)
+        keys = ("overlap.decode_split_min_attention_matrix_cores", "overlap.decode_split_max_attention_matrix_cores", "overlap.decode_split_step_matrix_cores")
+        split = [k for k in keys if k in values]
+        if split and len(split) < len(keys):
+            raise SpecError(f"{', '.join(keys)} go together: give all three or none", where=where)
         if split and values["overlap.decode_split_max_attention_matrix_cores"] >= values.get("die.matrix_cores", 1):
             raise SpecError("overlap.decode_split_max_attention_matrix_cores must leave at least one matrix core for the MoE stream", where=where)
         if values.get("overlap.prefill_comm_matrix_cores", 0) >= values.get("die.matrix_cores", 1):
             raise SpecError("overlap.prefill_comm_matrix_cores must leave at least one matrix core for compute", where=where)
     else:
+        _cross_check_model_kinds(values, where)
         if values.get("moe.topk_group", 0) > values.get("moe.n_group", 0):
             raise SpecError("moe.topk_group exceeds moe.n_group", where=where)
         if values.get("moe.n_routed_experts", 0) % max(values.get("moe.n_group", 1), 1):
@@ -185,6 +190,40 @@ def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
                             "from (moe.topk_group x moe.n_routed_experts / moe.n_group)", where=where)
         if values.get("arch.first_k_dense_replace", 0) > values.get("arch.num_hidden_layers", 0):
             raise SpecError("arch.first_k_dense_replace exceeds arch.num_hidden_layers", where=where)
+
+
+def _cross_check_model_kinds(values: Mapping[str, Any], where: str) -> None:
+    """The attention kind's own keys, and a [moe] table given whole or not at all (dense model)."""
+    kind = values.get("attention.kind")
+    if kind is None:
+        return  # reported as a missing key
+    if kind not in ATTENTION_KEYS:
+        raise SpecError(f"attention.kind: expected one of {', '.join(ATTENTION_KEYS)}, got {kind!r}", where=where)
+    allowed = ATTENTION_KEYS[kind] + ATTENTION_OPTIONAL[kind]
+    missing = [k for k in ATTENTION_KEYS[kind] if k not in values]
+    if missing:
+        raise SpecError(f"attention.kind = {kind!r} needs key(s): {', '.join(missing)}", where=where)
+    foreign = [k for k in KIND_SPECIFIC if k in values and k not in allowed]
+    if foreign:
+        raise SpecError(f"key(s) {', '.join(foreign)} do not apply to attention.kind = {kind!r}; "
+                        f"expected only {', '.join(allowed)} beside the common keys", where=where)
+    for flag in ("attention.qk_norm", "attention.qkv_bias"):
+        if values.get(flag, 0) not in (0, 1):
+            raise SpecError(f"{flag}: expected 0 or 1, got {values[flag]}", where=where)
+    if kind == "gqa":
+        h, kv, hd = values.get("attention.num_attention_heads", 1), values["attention.num_key_value_heads"], values["attention.head_dim"]
+        if h % kv:
+            raise SpecError(f"attention.num_key_value_heads = {kv} must divide attention.num_attention_heads = {h}", where=where)
+        if values.get("attention.rotary_dim", 0) > hd:
+            raise SpecError(f"attention.rotary_dim exceeds attention.head_dim = {hd}", where=where)
+    given = [k for k in MOE_KEYS if k in values]
+    if given and len(given) < len(MOE_KEYS):
+        absent = [k for k in MOE_KEYS if k not in values]
+        raise SpecError(f"a model with routed experts needs every MoE key; missing {', '.join(absent)} "
+                        "(leave out all of them for a dense model)", where=where)
+    if not given and values.get("arch.first_k_dense_replace") != values.get("arch.num_hidden_layers"):
+        raise SpecError("a dense model (no [moe] table) has a dense FFN in every layer: expected "
+                        "arch.first_k_dense_replace = arch.num_hidden_layers", where=where)
 
 
 def parse_spec(path: Path, kind: str) -> Spec:

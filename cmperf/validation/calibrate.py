@@ -30,7 +30,9 @@ from cmperf.validation.measurements import Measurement, Predictor, read_measurem
 #: What `cmperf calibrate` fits when --params is not given (patterns; only informed keys are fitted).
 DEFAULT_PARAMS = (
     "efficiency.matmul_compute_frac",
+    "efficiency.*_matmul_compute_frac",
     "efficiency.matmul_k_overhead_elements",
+    "efficiency.matmul_kernel_fixed_s",
     "efficiency.attention_compute_frac",
     "efficiency.hbm_frac",
     "moe_comm.*_startup_s",
@@ -184,7 +186,10 @@ def calibrate(measurements_path: str | Path, hardware: str = "cloudmatrix384", m
     pred = Predictor(str(hw_path), model, meas, path=str(mpath))
     base = pred.check()
     explicit = params is not None
-    keys = expand_params(params if explicit else list(DEFAULT_PARAMS), pred.hw)
+    # The defaults name keys some files leave out (per-dtype efficiencies, the fitted prefill duty):
+    # only those the file gives are candidates.
+    defaults = [p for p in DEFAULT_PARAMS if any(ch in p for ch in "*?[") or pred.hw.has(p)]
+    keys = expand_params(params if explicit else defaults, pred.hw)
     sens = informed(pred, keys, base)
     fit_keys = [k for k in keys if sens[k] > PROBE_MIN_CHANGE]
     idle = [k for k in keys if k not in fit_keys]

@@ -177,10 +177,12 @@ def gemm_time_flops(hw, m, n, k, dtype, groups=1.0, weight_dtype=None, out_dtype
 
 def eval_gemm(case: Case, hw, model) -> float:
     from cmperf.specs.derived import matrix_peak_flops_per_s
-    from cmperf.units import TFLOPS
+    from cmperf.units import TFLOPS, US
 
     p = case.params
     t, flops = gemm_time_flops(hw, p["m"], p["n"], p["k"], p["dtype"], p.get("groups", 1), p.get("weight_dtype"), p.get("out_dtype", "bf16"))
+    if case.metric == "latency_us":
+        return t / US
     if case.metric == "tflops":
         return flops / t / TFLOPS
     if case.metric == "compute_util_pct":

@@ -224,10 +224,10 @@ def _load(loader, name: str, where: str):
 
 
 def scenario(hardware: str = "cloudmatrix384", model: str = "deepseek-r1", *, layers=(), scales=(),
-             hardware_where: str = "--hardware", **fields) -> Scenario:
+             hardware_where: str = "--hardware", model_where: str = "--model", **fields) -> Scenario:
     """Load the specs and apply override layers: `layers` are (KEY=VALUE dict, where) pairs applied
     in order (later wins); `scales` are (PATTERN=FACTOR list, where) pairs applied after them."""
-    sc = Scenario(hw=_load(load_hardware, hardware, hardware_where), model=_load(load_model, model, "--model"), **fields)
+    sc = Scenario(hw=_load(load_hardware, hardware, hardware_where), model=_load(load_model, model, model_where), **fields)
     for sets, where in layers:
         sc = apply_sets(sc, sets, where)
     for items, where in scales:

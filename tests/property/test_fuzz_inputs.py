@@ -192,6 +192,8 @@ def known_bug(spec: Spec) -> str | None:
         if spec["scaleup.latency_intra_s"] > min(spec["scaleup.latency_inter_s"], spec["scaleout.latency_s"]):
             return "intra-node latency above inter-node: negative fused dispatch/combine time"
     else:
+        if not spec.has("moe.n_routed_experts"):
+            return None  # a dense model: no routing
         candidates = spec["moe.topk_group"] * spec["moe.n_routed_experts"] / spec["moe.n_group"]
         if spec["moe.num_experts_per_tok"] > candidates:
             return "top-k above the experts a token may choose from: NaN"

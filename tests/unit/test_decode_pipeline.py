@@ -126,10 +126,10 @@ def test_dispatch_wait_is_the_attention_work_times_the_gumbel_tail():
 
 
 def test_split_choices_and_pipelines_come_from_the_hardware_file():
-    lo, hi = HW["overlap.decode_split_min_attention_matrix_cores"], HW["overlap.decode_split_max_attention_matrix_cores"]
-    assert split_choices(HW) == list(range(lo, hi + 1))
+    assert split_choices(HW) == list(range(4, 23, 2))  # min 4, max 22, step 2
     assert 16 in split_choices(HW)  # the paper's split
     assert pipelines(HW)[0] == (1, 0) and (2, 16) in pipelines(HW) and (3, 0) in pipelines(HW)
+    assert len(pipelines(HW)) == 1 + 10 + 1
     # GPU files have no split keys: one split, the file's own.
     assert split_choices(load_hardware("h800")) == [0]
 
@@ -213,10 +213,39 @@ def test_attn_cores_refused_for_prefill():
 
 
 def test_vectorised_split_equals_scalar():
-    a = np.array([13.0, 15.0, 17.0])[:, None]
+    a = np.array([7.0, 15.0, 20.0])[:, None]
     b = np.array([8.0, 96.0])[None, :]
     grid = evaluate_decode(HW, MODEL, DecodeInputs(microbatches=2, attn_cores=a, batch=b))["tpot_s"]
     for i, ai in enumerate(a[:, 0]):
         for j, bj in enumerate(b[0]):
             one = evaluate_decode(HW, MODEL, DecodeInputs(microbatches=2, attn_cores=float(ai), batch=float(bj)))["tpot_s"]
             assert float(grid[i, j]) == approx(float(one), rel=1e-12)
+
+
+@pytest.mark.parametrize("input_len, fewer", [(1024, True), (16384, False)])
+def test_the_split_adapts_to_the_context(input_len, fewer):
+    """Short contexts (attention cheap, MoE heavy) move cores to the MoE stream; long ones to
+    attention; either way the adapted split beats the paper's fixed 16/8."""
+    best = estimate("decode", opts=Options(input_len=input_len))
+    fixed = estimate("decode", opts=Options(input_len=input_len, microbatches=2, attn_cores=16))
+    a = int(best["inputs"].attn_cores)
+    assert best["inputs"].microbatches == 2
+    assert (a < 16) if fewer else (a > 16)
+    assert scalar(best["tpot_s"]) < scalar(fixed["tpot_s"])
+
+
+def test_split_keys_go_together(tmp_path):
+    from cmperf.errors import SpecError
+
+    with pytest.raises(SpecError, match="go together"):
+        load_hardware(_without_step(tmp_path))
+
+
+def _without_step(tmp_path):
+    from cmperf.specs.loader import resolve
+
+    text = resolve("cloudmatrix384", "hardware").read_text()
+    lines = [ln for ln in text.splitlines() if not ln.startswith("decode_split_step_matrix_cores")]
+    p = tmp_path / "cm.toml"
+    p.write_text("\n".join(lines))
+    return str(p)

@@ -97,7 +97,7 @@ def test_missing_optional_key_is_fine(tmp_path):
 def test_missing_required_model_key(tmp_path):
     text = "\n".join(line for line in MODEL_TEXT.splitlines() if not line.startswith("kv_lora_rank ="))
     assert text != MODEL_TEXT
-    expect_error(write(tmp_path, text), "model", "missing key", "attention.kv_lora_rank")
+    expect_error(write(tmp_path, text), "model", "needs key", "attention.kv_lora_rank")
 
 
 def test_string_where_number_expected(tmp_path):
