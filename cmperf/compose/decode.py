@@ -232,9 +232,10 @@ def single_batch_hidden_s(die: Die, model: Spec, ops, t, dedicated, microbatches
     waits for dispatch). Dedicated shared-expert dies leave nothing to hide behind on routed dies.
     Source: DeepEP low-latency kernels' background receive (no SMs held while data is in flight).
     """
-    if not die.hw.get("overlap.decode_single_batch", 0):
+    shape = dv.moe_shape(model)
+    if not die.hw.get("overlap.decode_single_batch", 0) or shape["S"] == 0:  # no shared expert (dense too): nothing hides
         return 0.0
-    d, inter, S = model["arch.hidden_size"], model["moe.moe_intermediate_size"], model["moe.n_shared_experts"]
+    d, inter, S = model["arch.hidden_size"], shape["inter"], shape["S"]
     mm = model["precision.matmul"]
     rows = np.asarray(t, float) * S
     shared = sum(op.time_s for op in (
