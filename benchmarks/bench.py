@@ -6,6 +6,8 @@ Run from the repository root (not part of the pytest run):
     python benchmarks/bench.py -n 10        # more runs
     python benchmarks/bench.py --profile    # also: cProfile of the default plan, -X importtime summaries
     python benchmarks/bench.py --json out.json
+    python benchmarks/bench.py --fleet-only -n 3    # plan at 384/3,840/38,400 devices, a 1,000-point sweep
+                                                    # serial vs parallel, a 1,000-point exploration on Dask
 
 Every process measurement starts a fresh interpreter and times it from spawn to exit; peak memory is
 the child's own ru_maxrss (os.wait4, the figure resource.getrusage(RUSAGE_CHILDREN) reports, taken
@@ -100,6 +102,49 @@ def machine() -> dict:
 def has_command(name: str) -> bool:
     out = subprocess.run(cmperf_cmd() + ["--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}).stdout
     return any(line.split()[:1] == [name] for line in out.splitlines())
+
+
+# ---- fleets, parallel what-ifs, exploration: ratios to `python -c "import numpy"` -------------------
+
+EXPLORE_SPEC = """
+sampling = "latin-hypercube"
+samples = {n}
+seed = 0
+tpot_ms = 50
+[keys]
+"die.hbm_bandwidth_bytes_per_s" = {{ min = 0.8e12, max = 3.2e12 }}
+"scaleup.link_bandwidth_bytes_per_s" = {{ min = 1.4e10, max = 5.6e10 }}
+"workload.input_len" = [1024, 2048, 4096, 8192, 16384]
+"""
+
+
+def fleet_rows(n: int, sweep_points: int, explore_points: int) -> list[dict]:
+    """Plan at 384, 3,840 and 38,400 devices, a sweep serial vs parallel and an exploration on a local
+    Dask cluster, each with its median wall time as a multiple of `python -c "import numpy"` in this run."""
+    walls = []
+    for _ in range(n):
+        w, _, _ = run_process([sys.executable, "-c", "import numpy"], REPO)
+        walls.append(w)
+    floor = summarise('python -c "import numpy" (the floor)', walls)
+    rows = [floor]
+    cases = [("cmperf estimate decode", ["estimate", "decode"])]
+    cases += [(f"cmperf plan --devices {d} --no-write", ["plan", "--devices", str(d), "--no-write"]) for d in (384, 3840, 38400)]
+    for name, args in cases:
+        rows.append(bench_process(name, args, n))
+    key = f"die.hbm_bandwidth_bytes_per_s=0.8e12:3.2e12:{sweep_points}"
+    for workers in (1, None):
+        label = "serial (--workers 1)" if workers == 1 else "parallel (default --workers: every core)"
+        extra = ["--workers", "1"] if workers == 1 else []
+        rows.append(bench_process(f"cmperf sweep {sweep_points} points, {label}", ["sweep", key, "--no-write", *extra], 1,
+                                  note=f"{sweep_points} full re-plans"))
+    with tempfile.TemporaryDirectory(prefix="cmperf-explore-") as tmp:
+        spec = Path(tmp) / "space.toml"
+        spec.write_text(EXPLORE_SPEC.format(n=explore_points))
+        rows.append(bench_process(f"cmperf explore, {explore_points} points, local Dask cluster", ["explore", str(spec), "--out",
+                                  str(Path(tmp) / "space.parquet")], 1, note="3 keys, Latin hypercube"))
+    for r in rows[1:]:
+        r["note"] = (f"{r['median_s'] / floor['median_s']:.1f}x the numpy floor" + (f"; {r['note']}" if r["note"] else ""))
+    return rows
 
 
 # ---- phase breakdown of `cmperf plan` (runs in a fresh child interpreter) ----------------------------
@@ -233,6 +278,9 @@ def main() -> None:
     ap.add_argument("--skip-sweep", action="store_true", help="leave out the 100-point sweep")
     ap.add_argument("--profile", action="store_true", help="also print a cProfile of the default plan and import times")
     ap.add_argument("--json", help="write the results to this JSON file")
+    ap.add_argument("--fleet-only", action="store_true", help="only the fleet, parallel and exploration measurements")
+    ap.add_argument("--sweep-points", type=int, default=1000, help="points of the serial vs parallel sweep [1000]")
+    ap.add_argument("--explore-points", type=int, default=1000, help="design points of the exploration [1000]")
     a = ap.parse_args()
     n = a.runs
     sys.path.insert(0, str(REPO))
@@ -244,6 +292,13 @@ def main() -> None:
         print("note: PYTHONDONTWRITEBYTECODE is set, so cmperf's own modules are compiled from source in every process "
               "(about 20-30 ms more per command than an installed copy with cached bytecode)")
     print()
+
+    if a.fleet_only:
+        rows = fleet_rows(n, a.sweep_points, a.explore_points)
+        print(fmt_table(rows))
+        if a.json:
+            Path(a.json).write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+        return
 
     rows: list[dict] = []
     starts = interpreter_start(n)
@@ -297,6 +352,7 @@ def main() -> None:
         rows.append(bench_inprocess("in-process 100 x (decode_grid + prefill_grid + ranked)", replans, sweep_n,
                                     note="stand-in: the search part of a 100-point sweep"))
 
+    rows += fleet_rows(n, a.sweep_points, a.explore_points)
     print(fmt_table(rows))
 
     ph, wall = phases(n, [])

@@ -49,7 +49,10 @@ def _clean_placeholders() -> None:
     """One style for `--help`: N, X, TEXT or the choices, never a Python type name."""
     import typer.core
 
-    base = next(c for c in typer.core.TyperOption.__mro__ if "display_type" in c.__dict__)
+    base = next((c for c in typer.core.TyperOption.__mro__ if "display_type" in c.__dict__), None)
+    if base is None:  # typer before 0.29: click's metavars (INTEGER RANGE, FLOAT, TEXT)
+        _clean_click_metavars(typer.core.TyperOption)
+        return
     typed = base.display_type
 
     def display_type(self, ctx):
@@ -57,6 +60,20 @@ def _clean_placeholders() -> None:
         return "" if self.metavar else PLACEHOLDERS.get(label, label)
 
     base.display_type = display_type
+
+
+def _clean_click_metavars(option_class) -> None:
+    words = {"INTEGER": "N", "INTEGER RANGE": "N", "FLOAT": "X", "FLOAT RANGE": "X", "TEXT": "TEXT"}
+    made = option_class.make_metavar
+
+    def make_metavar(self, *args, **kwargs):
+        if self.metavar:
+            return self.metavar
+        label = made(self, *args, **kwargs)
+        bare = label.removesuffix("...").strip("[]<>").strip()
+        return words.get(bare, PLACEHOLDERS.get(bare, label))
+
+    option_class.make_metavar = make_metavar
 
 
 _clean_placeholders()
@@ -378,3 +395,4 @@ def main() -> None:
 # Commands defined in their own modules register themselves on `app` when imported.
 from cmperf import cli_whatif as _cli_whatif  # noqa: E402,F401
 from cmperf import cli_validate as _cli_validate  # noqa: E402,F401
+from cmperf import cli_explore as _cli_explore  # noqa: E402,F401

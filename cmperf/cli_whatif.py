@@ -26,6 +26,7 @@ OutOpt = Annotated[str, typer.Option("--out", help="Directory that receives the 
 TagOpt = Annotated[Optional[str], typer.Option(help="Name the report folder COMMAND-TAG [default: UTC timestamp].")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing COMMAND-TAG folder.")]
 NoWriteOpt = Annotated[bool, typer.Option("--no-write", help="Print only; write no report files.")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Processes that share the re-plans [the cores available, from 8 re-plans up]; 1 runs them in this process.", **_range(1, 1024))]
 
 
 def _tpots(tpot) -> tuple:
@@ -114,6 +115,7 @@ def compare(
     overwrite: OverwriteOpt = False,
     no_write: NoWriteOpt = False,
     fmt: FormatOpt = Format.table,
+    workers: WorkersOpt = None,
 ):
     """Plan a baseline and a variant and show them side by side: best deployment, tokens/s per device, what binds."""
     from cmperf.errors import SpecError
@@ -129,7 +131,7 @@ def compare(
     base = _base(hardware, model, sets, **common)
     variant = _base(variant_hardware or hardware, variant_model or model, sets, **common, model_where="--variant-model" if variant_model else "--model", extra_layers=[(parse_pairs(variant_sets, "--variant-set"), "--variant-set")],
                     scales=[(variant_scale or [], "--variant-scale")], hardware_where="--variant-hardware" if variant_hardware else "--hardware")
-    result = run(base, variant)
+    result = run(base, variant, workers)
     path = _write(out, "compare", lambda: compare_files(result), tag, overwrite, no_write)
     print_compare(result, fmt.value, str(path) if path else None)
 
@@ -157,6 +159,7 @@ def sweep(
     overwrite: OverwriteOpt = False,
     no_write: NoWriteOpt = False,
     fmt: FormatOpt = Format.table,
+    workers: WorkersOpt = None,
 ):
     """Re-plan at every point of a one- or two-key sweep; write a table, sweep.csv and PNG/SVG plots."""
     from cmperf.report.whatif import print_sweep, sweep_files
@@ -167,7 +170,7 @@ def sweep(
                  prefix_hit=prefix_hit, cache_path=cache_path, devices=devices, eplb=eplb)
     axes = parse_axes(specs or [], base)
     with _Progress(n_points(axes), "sweep") as bar:
-        result = run_sweep(base, axes, progress=bar.advance)
+        result = run_sweep(base, axes, progress=bar.advance, workers=workers)
     path = _write(out, "sweep", lambda: sweep_files(result), tag, overwrite, no_write)
     print_sweep(result, fmt.value, str(path) if path else None)
 
@@ -193,6 +196,7 @@ def sensitivity(
     overwrite: OverwriteOpt = False,
     no_write: NoWriteOpt = False,
     fmt: FormatOpt = Format.table,
+    workers: WorkersOpt = None,
 ):
     """Rank hardware parameters by the elasticity of the best decode (per TPOT SLO) and prefill throughput."""
     from cmperf.report.whatif import print_sensitivity, sensitivity_files
@@ -203,7 +207,7 @@ def sensitivity(
     base = _base(hardware, model, sets, tpot=tpot, ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
                  prefix_hit=prefix_hit, cache_path=cache_path, devices=devices, eplb=eplb)
     with _Progress(n_evaluations(base, keys), "sensitivity") as bar:
-        result = run(base, step, keys, progress=bar.advance)
+        result = run(base, step, keys, progress=bar.advance, workers=workers)
     path = _write(out, "sensitivity", lambda: sensitivity_files(result), tag, overwrite, no_write)
     print_sensitivity(result, fmt.value, str(path) if path else None)
 

@@ -21,7 +21,7 @@ from cmperf.specs.loader import load_hardware
     (["estimate", "decode", "--kv-len", "1e7"], "--kv-len"),
     (["plan", "--no-write", "--input-len", "200000"], "--input-len"),
     (["plan", "--no-write", "--set", "die.hbm_capacity_bytes=1e9"], "fits in HBM"),
-    (["plan", "--no-write", "--devices", "100000"], "--devices"),
+    (["plan", "--no-write", "--devices", "4"], "--devices"),
     (["capacity", "--no-write", "--rate", "1e12"], "--rate"),
     (["estimate", "decode", "--batch", "-1"], "--batch"),
     (["estimate", "decod"], "phase"),

@@ -187,8 +187,9 @@ def test_sweep_unmet_slo_is_none_and_a_note_not_an_error():
 
 
 def test_sweep_with_a_progress_bar_and_mtp_search_key():
-    # > 5 points shows a (transient, stderr) progress bar; it must not disturb stdout.
-    rows = ok_json("sweep", "search.max_mtp=0:3:4", "slo.tpot_ms=20:40:2", "--no-write")
+    # > 5 points shows a (transient, stderr) progress bar; it must not disturb stdout. In-process: the
+    # parallel path has its own tests (test_parallel.py).
+    rows = ok_json("sweep", "search.max_mtp=0:3:4", "slo.tpot_ms=20:40:2", "--no-write", "--workers", "1")
     assert len(rows) == 8
     by = {(r["search.max_mtp"], r["slo_tpot_ms"]): r["decode_tokens_per_s_per_device"] for r in rows}
     assert by[(3, 20.0)] >= by[(0, 20.0)]  # a larger search space never loses
@@ -218,7 +219,7 @@ def test_sensitivity_prints_a_ranked_table():
 def test_sensitivity_signs_verdicts_and_one_sided_fractions():
     rows = ok_json("sensitivity", "--key", "die.hbm_bandwidth_bytes_per_s", "--key", "scaleup.read_bandwidth_intra_bytes_per_s",
                    "--key", "overhead.op_latency_s", "--key", "efficiency.hbm_frac", "--set", "efficiency.hbm_frac=0.95",
-                   "--tpot", "15", "--no-write")
+                   "--tpot", "15", "--no-write", "--workers", "1")
     by = {r["key"]: r for r in rows}
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
     assert by["die.hbm_bandwidth_bytes_per_s"]["e decode @ 15 ms"] > 0.1

@@ -109,6 +109,9 @@ def _question(result) -> list[str]:
                                                          if result.ttft_default else " (batch time here, P99 under load in the split)"),
         f"searched {result.decode_grid_size:,} decode and {result.prefill_grid_size:,} prefill candidates",
     ]
+    system = result.hw["system.nodes"] * result.hw["node.packages"]
+    if result.budget > system:
+        lines[-1] += f" (instances of up to one system, {system:,} devices; the budget runs several)"
     if q.sets:
         lines.append("overrides: " + ", ".join(f"{k}={v}" for k, v in q.sets.items()))
     return lines

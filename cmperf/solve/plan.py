@@ -10,9 +10,10 @@ import numpy as np
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.estimate import Options, estimate
 from cmperf.compose.binding import binding as stream_binding
-from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
+from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, limit_reason, params_at, pareto_front, ranked
 from cmperf.solve.queueing import DEFAULT_MAX_UTILISATION, DEFAULT_TTFT_MS, load_report
 from cmperf.solve.sizing import best_split, split_economics
+from cmperf.solve.stream import decode_search, prefill_search
 from cmperf.specs.loader import Spec
 
 #: The paper's deployments (cm384 section 3), to say what a plan does differently.
@@ -191,8 +192,13 @@ def plan(req: PlanRequest) -> PlanResult:
         raise SpecError(f"input + output = {req.input_len + req.output_len} tokens exceeds the model's {max_ctx}-token context",
                         where="--input-len/--output-len")
     perfect = req.eplb == "perfect"
-    dg = decode_grid(hw, model, budget, req.input_len, req.output_len, req.mtp_acceptance, perfect)
-    pg = prefill_grid(hw, model, budget, req.input_len, perfect, req.prefix_hit)
+    ttft_default = req.ttft_ms is None
+    if ttft_default:
+        req = replace(req, ttft_ms=DEFAULT_TTFT_MS)
+    ttft_s = req.ttft_ms * 1e-3
+    dg = decode_search(hw, model, budget, req.input_len, req.output_len, req.mtp_acceptance, perfect,
+                       slos=[t * 1e-3 for t in req.tpot_ms], top=req.top, keep=[PAPER_DECODE])
+    pg = prefill_search(hw, model, budget, req.input_len, perfect, req.prefix_hit, slos=[ttft_s], top=req.top, keep=[PAPER_PREFILL])
 
     for grid, phase in ((dg, "decode"), (pg, "prefill")):
         if grid.size == 0:
@@ -206,10 +212,6 @@ def plan(req: PlanRequest) -> PlanResult:
     for t in req.tpot_ms:
         if not ranked(dg, t * 1e-3, 1):
             raise InfeasibleError(f"no deployment meets TPOT <= {t:g} ms; the best achievable TPOT is {best_latency_s(dg) * 1e3:.2f} ms", where="--tpot")
-    ttft_default = req.ttft_ms is None
-    if ttft_default:
-        req = replace(req, ttft_ms=DEFAULT_TTFT_MS)
-    ttft_s = req.ttft_ms * 1e-3
     if ttft_s is not None and not ranked(pg, ttft_s, 1):
         raise InfeasibleError(f"no prefill deployment meets TTFT <= {req.ttft_ms:g} ms; the best achievable TTFT is {best_latency_s(pg) * 1e3:.1f} ms", where="--ttft")
 

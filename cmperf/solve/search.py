@@ -14,7 +14,7 @@ import numpy as np
 from cmperf.compose.decode import DecodeInputs, evaluate_decode, pipelines
 from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
 from cmperf.solve.space import (
-    ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, axis, batch_grid, structures,
+    ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, axis, batch_grid, check_dense, structures,
 )
 from cmperf.specs.loader import Spec
 
@@ -33,10 +33,11 @@ class Grid:
     ok: np.ndarray  # valid placement and fits in HBM
     fits: np.ndarray
     fixed: dict | None = None  # parameters held constant over the grid
+    searched: int | None = None  # candidates searched, where the grid keeps only some structures (a streamed search)
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape))
+        return int(np.prod(self.shape)) if self.searched is None else self.searched
 
 
 def _full(x, shape, dtype=float):
@@ -44,14 +45,16 @@ def _full(x, shape, dtype=float):
 
 
 def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float,
-                eplb_perfect: bool = False, max_batch: int = 1024, mtp_choices=None) -> Grid:
-    st = structures(hw, model, budget)
+                eplb_perfect: bool = False, max_batch: int = 1024, mtp_choices=None, st: Structures | None = None) -> Grid:
+    """Every decode candidate of the budget (or of the structures `st`), evaluated in one call."""
+    st = structures(hw, model, budget) if st is None else st
     tp = [t for t in ATTN_TP_CHOICES]
     mtp = list(mtp_choices if mtp_choices is not None else (MTP_CHOICES if model["mtp.num_nextn_predict_layers"] > 0 else (0,)))
     b = batch_grid(max_batch)
     pipes = pipelines(hw)
     n_mb, n_cores = (np.array(x, float) for x in zip(*pipes))
     nd = len(DECODE_AXES)
+    check_dense(len(st) * len(tp) * len(pipes) * len(mtp) * len(b))
     kv_len = input_len + output_len / 2.0
     inp = DecodeInputs(
         devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
@@ -71,12 +74,14 @@ def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: 
 
 
 def prefill_grid(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,
-                 cache_path: str = "ub") -> Grid:
-    st = structures(hw, model, budget)
+                 cache_path: str = "ub", st: Structures | None = None) -> Grid:
+    """Every prefill candidate of the budget (or of the structures `st`), evaluated in one call."""
+    st = structures(hw, model, budget) if st is None else st
     tp = list(ATTN_TP_CHOICES)
     toks = [t for t in PREFILL_TOKENS_CHOICES if t >= hw["package.dies"]]
     nd = len(PREFILL_AXES)
     mtp = 1 if model["mtp.num_nextn_predict_layers"] > 0 else 0
+    check_dense(len(st) * len(tp) * len(MICROBATCH_CHOICES) * len(toks))
     inp = PrefillInputs(
         devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
         attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), tokens_per_device=axis(toks, 3, nd),

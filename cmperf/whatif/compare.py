@@ -38,16 +38,28 @@ def _binding_change(a: dict | None, b: dict | None) -> str:
     return "; ".join(parts) if parts else "unchanged"
 
 
-def compare(base: Scenario, variant: Scenario) -> dict:
-    """Rows per TPOT SLO (decode) and one prefill row, each with both answers and the delta."""
-    a, b = best(base), best(variant)
+def _answers(sc: Scenario) -> tuple[dict, list]:
+    """One side: the best deployments, explained, and the decode frontier."""
+    out = best(sc)
+    out["decode"] = [explain(sc, r) for r in out["decode"]]
+    out["prefill"] = explain(sc, out["prefill"])
+    return out, frontier(sc)
+
+
+def compare(base: Scenario, variant: Scenario, workers: int | None = 1) -> dict:
+    """Rows per TPOT SLO (decode) and one prefill row, each with both answers and the delta.
+
+    The two sides re-plan in `workers` processes (None: the cores available; two are used)."""
+    from cmperf.whatif.parallel import run
+
+    (a, front_a), (b, front_b) = run(_answers, [base, variant], workers)
     rows = []
     for i, t in enumerate(base.tpot_ms):
-        ra, rb = explain(base, a["decode"][i]), explain(variant, b["decode"][i])
+        ra, rb = a["decode"][i], b["decode"][i]
         rows.append({"phase": "decode", "slo": f"TPOT <= {t:g} ms", "slo_ms": t, **_side(ra, "baseline"), **_side(rb, "variant"),
                      "delta_pct": _delta_pct(ra and ra["tokens_per_s_per_device"], rb and rb["tokens_per_s_per_device"]),
                      "binding_change": _binding_change(ra, rb)})
-    ra, rb = explain(base, a["prefill"]), explain(variant, b["prefill"])
+    ra, rb = a["prefill"], b["prefill"]
     slo = f"TTFT <= {base.ttft_ms:g} ms" if base.ttft_ms is not None else "TTFT unconstrained"
     rows.append({"phase": "prefill", "slo": slo, "slo_ms": base.ttft_ms, **_side(ra, "baseline"), **_side(rb, "variant"),
                  "delta_pct": _delta_pct(ra and ra["tokens_per_s_per_device"], rb and rb["tokens_per_s_per_device"]),
@@ -62,7 +74,7 @@ def compare(base: Scenario, variant: Scenario) -> dict:
             r[f"{side}_dollars_per_m_tokens"], r[f"{side}_tokens_per_joule"] = e["dollars_per_m_tokens"], e["tokens_per_joule"]
     notes = [f"baseline: {n}" for n in a["notes"]] + [f"variant: {n}" for n in b["notes"]]
     return {"baseline": base, "variant": variant, "rows": rows, "notes": notes,
-            "frontier": {"baseline": frontier(base), "variant": frontier(variant)}}
+            "frontier": {"baseline": front_a, "variant": front_b}}
 
 
 def frontier(sc: Scenario, span: float = 2.0) -> list[tuple[float, float]]:

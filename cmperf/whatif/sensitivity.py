@@ -60,34 +60,51 @@ def verdict(es: list[float], unused: bool, unit: str = "") -> str:
     return "hurts when raised (a model artefact? see the notes)"
 
 
-def sensitivity(sc: Scenario, step: float = 0.1, only=None, progress=None) -> dict:
-    """Rows per key, ranked by the largest |elasticity| over the decode SLOs and prefill."""
-    keys = candidate_keys(sc, only)
-    base = _throughputs(sc)
-    if progress:
-        progress()
-    cols = [f"decode @ {t:g} ms" for t in sc.tpot_ms] + ["prefill"]
-    notes = [f"{c}: no deployment meets the SLO at the base point" for c, x in zip(cols, base) if not math.isfinite(x)]
-    rows = []
+def _plan_points(sc: Scenario, keys, step: float) -> tuple[list, list]:
+    """(per key: value, up, down, method or None when skipped) and the scenarios to evaluate, base first."""
+    points, scenarios = [], [sc]
     for key in keys:
         p = float(sc.value(key))
         if p == 0:
+            points.append((key, p, None, None, None))
+            continue
+        up, down = p * (1 + step), p * (1 - step)
+        method = "central"
+        if HARDWARE_FIELDS[key].check == "fraction" and up > 1:
+            up, method = p, "one-sided"
+        points.append((key, p, up, down, method))
+        if up != p:
+            scenarios.append(set_value(sc, key, up, "--key", record=False))
+        scenarios.append(set_value(sc, key, down, "--key", record=False))
+    return points, scenarios
+
+
+def sensitivity(sc: Scenario, step: float = 0.1, only=None, progress=None, workers: int | None = 1) -> dict:
+    """Rows per key, ranked by the largest |elasticity| over the decode SLOs and prefill.
+
+    The re-plans are independent and spread over `workers` processes (None: the cores available).
+    """
+    from cmperf.whatif.parallel import run
+
+    keys = candidate_keys(sc, only)
+    points, scenarios = _plan_points(sc, keys, step)
+    done = iter(run(_throughputs, scenarios, workers, progress))
+    base = next(done)
+    cols = [f"decode @ {t:g} ms" for t in sc.tpot_ms] + ["prefill"]
+    notes = [f"{c}: no deployment meets the SLO at the base point" for c, x in zip(cols, base) if not math.isfinite(x)]
+    rows = []
+    for key, p, up, down, method in points:
+        if method is None:
             if progress:
                 progress()
                 progress()
             rows.append({"key": key, "unit": HARDWARE_FIELDS[key].unit, "value": p, "method": "skipped (value 0)",
                          **{f"e {c}": None for c in cols}, "verdict": "not perturbed (value is 0)", "_rank": -1.0})
             continue
-        up, down = p * (1 + step), p * (1 - step)
-        method = "central"
-        if HARDWARE_FIELDS[key].check == "fraction" and up > 1:
-            up, method = p, "one-sided"
-        xs_up = base if up == p else _throughputs(set_value(sc, key, up, "--key", record=False))
-        if progress:
+        if up == p and progress:
             progress()
-        xs_down = _throughputs(set_value(sc, key, down, "--key", record=False))
-        if progress:
-            progress()
+        xs_up = base if up == p else next(done)
+        xs_down = next(done)
         es = []
         for x0, xu, xd in zip(base, xs_up, xs_down):
             if all(math.isfinite(x) and x > 0 for x in (xu, xd)):

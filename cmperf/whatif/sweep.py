@@ -120,23 +120,31 @@ def _points(axes: list[Axis]) -> list[tuple]:
     return pts
 
 
-def run_sweep(base: Scenario, axes: list[Axis], progress=None) -> dict:
+def _evaluate(sc: Scenario) -> dict:
+    """One point's light re-plan; a point the end-point checks could not foresee becomes a note."""
+    try:
+        return best(sc)
+    except SpecError as exc:
+        return {"decode": [None] * len(sc.tpot_ms), "prefill": None, "notes": [f"invalid point: {exc}"]}
+
+
+def run_sweep(base: Scenario, axes: list[Axis], progress=None, workers: int | None = 1) -> dict:
     """Evaluate every point. Returns {"axes", "slos", "rows" (one per point and TPOT SLO), "notes"}.
 
-    `progress` (optional) is called once per point, for a progress bar.
+    `progress` (optional) is called once per point, for a progress bar; `workers` processes
+    share the points (None: the cores available), with the same result as one.
     """
-    results = {}
-    for idx, vals in _points(axes):
+    from cmperf.whatif.parallel import run
+
+    points = _points(axes)
+    scenarios = []
+    for idx, vals in points:
         sc = base
         for ax, v in zip(axes, vals):
             sc = set_value(sc, ax.key, v, ax.where, allow_slo=True, record=False)
-        try:
-            res = best(sc)
-        except SpecError as exc:  # a point the end-point checks could not foresee: report it, keep sweeping
-            res = {"decode": [None] * len(sc.tpot_ms), "prefill": None, "notes": [f"invalid point: {exc}"]}
-        results[idx] = (vals, sc, res)
-        if progress:
-            progress()
+        scenarios.append(sc)
+    answers = run(_evaluate, scenarios, workers, progress)
+    results = {idx: (vals, sc, res) for (idx, vals), sc, res in zip(points, scenarios, answers)}
     rows, notes = [], []
     for idx in sorted(results):
         vals, sc, res = results[idx]

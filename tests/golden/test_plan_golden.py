@@ -5,6 +5,9 @@ and reports complete records from a large enough search.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -112,3 +115,34 @@ def test_frontier_is_non_dominated_on_the_full_grid(result):
     for slo in result.request.tpot_ms:
         best = decode_records(result, slo)[0]["tokens_per_s_per_device"]
         assert best == pytest.approx(max(t for t, x in zip(tps, tpot) if x <= slo), rel=1e-12)
+
+
+# ---- stored answer --------------------------------------------------------------------------------
+# tests/data/plan_default.json is the default plan's full answer (records, the paper's points, the
+# P/D split, the frontier). The search may change how it walks the candidates, never what it finds:
+# a change in the cost model that moves the answer regenerates it with
+# `python tests/golden/test_plan_golden.py`.
+
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "plan_default.json"
+
+
+def snapshot(result) -> dict:
+    def plain(o):
+        if isinstance(o, dict):
+            return {k: plain(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [plain(v) for v in o]
+        return o.item() if hasattr(o, "item") else o
+    return {"request": "PlanRequest()", "budget": result.budget, "records": plain(result.records), "paper": plain(result.paper),
+            "sizing": plain(result.sizing), "frontier": plain(result.frontier)}
+
+
+def test_answer_identical_to_the_stored_one(result):
+    want = json.loads(FIXTURE.read_text())
+    got = json.loads(json.dumps(snapshot(result)))
+    for key in want:
+        assert got[key] == want[key], key
+
+
+if __name__ == "__main__":
+    FIXTURE.write_text(json.dumps(snapshot(plan(PlanRequest())), indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,114 @@
+"""Search a candidate space of any size in bounded memory: evaluate it a chunk of structures at a
+time and keep only the structures an answer can name.
+
+A plan's answers each pick a point of one structure: the best deployments per SLO and the next
+ones, the best per instance size (for the prefill/decode split), the Pareto frontier, the fastest
+feasible point and the smallest HBM need. A point that answers over the whole grid also answers
+over its own chunk (whatever beats it in the chunk beats it in the grid), so the structures that
+answer in some chunk hold every answer. They are kept whole and in enumeration order, and the
+same answer functions (`ranked`, `best_by_devices`, `pareto_front`, ...) run on the kept grid:
+the result is the whole grid's, ties included.
+
+Peak memory is one chunk's intermediates plus the kept structures' four arrays (about 27 bytes a
+candidate), not the whole grid's: a chunk holds as many structures as CHUNK_BYTES allows at
+BYTES_PER_CANDIDATE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cmperf.solve.search import Grid, best_by_devices, decode_grid, pareto_front, prefill_grid, ranked
+from cmperf.compose.decode import pipelines
+from cmperf.solve.space import (
+    ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, batch_grid, structures,
+)
+from cmperf.specs.loader import Spec
+from cmperf.units import MiB
+
+#: Memory one chunk of candidates may take while the cost model evaluates it.
+CHUNK_BYTES = 128 * MiB
+#: Intermediate arrays per candidate while evaluated: tracemalloc peak over candidates is 276-522
+#: bytes for decode and 229-606 for prefill (384 down to 8 devices); the bound covers both.
+BYTES_PER_CANDIDATE = 640
+
+
+def chunk_structures(per_structure: int, chunk_bytes: float = CHUNK_BYTES) -> int:
+    """Structures per chunk: as many as `chunk_bytes` holds, at least one."""
+    return max(1, int(chunk_bytes // (BYTES_PER_CANDIDATE * per_structure)))
+
+
+def _answering(grid: Grid, slos, top: int, keep, frontier: bool) -> np.ndarray:
+    """Indices of the structures of `grid` that hold an answer, sorted."""
+    st = grid.axes["structure"]
+    per = int(np.prod(grid.shape[1:]))
+    flats = []
+    for slo in slos:
+        flats += ranked(grid, slo, top)
+        flats += [f for _, _, f in best_by_devices(grid, slo)]
+    if frontier:
+        flats += [int(f) for f in pareto_front(grid)]
+    lat = np.where(grid.ok, grid.latency_s, np.inf)
+    if np.isfinite(lat).any():
+        flats.append(int(np.argmin(lat)))
+    valid = np.broadcast_to(grid.result["valid"], grid.shape)
+    used = np.where(valid, np.broadcast_to(grid.result["hbm_used_bytes_per_die"], grid.shape), np.inf)
+    if np.isfinite(used).any():
+        flats.append(int(np.argmin(used)))
+    picked = {f // per for f in flats}
+    for ref in keep:
+        picked.update(int(s) for s in np.flatnonzero((st.devices == ref["devices"]) & (st.ep == ref["ep"]) & (st.redundant == ref["redundant"])))
+    return np.array(sorted(picked), dtype=int)
+
+
+def _kept(grid: Grid, idx: np.ndarray) -> dict:
+    shape = (len(idx),) + grid.shape[1:]
+
+    def take(a, dtype):
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=dtype), grid.shape)[idx]).reshape(shape)
+
+    return {"structure": grid.axes["structure"].take(idx), "metric": take(grid.metric, float), "latency_s": take(grid.latency_s, float),
+            "ok": take(grid.ok, bool), "fits": take(grid.fits, bool), "valid": take(grid.result["valid"], bool),
+            "hbm_used_bytes_per_die": take(grid.result["hbm_used_bytes_per_die"], float)}
+
+
+def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(), frontier: bool = False,
+             chunk_bytes: float = CHUNK_BYTES) -> Grid:
+    """Run `build(structures) -> Grid` chunk by chunk over `st`; return the grid of the kept structures.
+
+    The returned grid answers `ranked(g, slo, k)` and `best_by_devices(g, slo)` for every `slo` in
+    `slos` and k <= `top`, `pareto_front` (when `frontier`), `best_latency_s`, `limit_reason`,
+    `params_at` and the structures named in `keep` (dicts with devices, ep, redundant) exactly as
+    the whole grid would; its `size` is the number of candidates searched.
+    """
+    n = chunk_structures(per_structure, chunk_bytes)
+    if len(st) <= n:
+        return build(st)
+    parts, searched = [], 0
+    for lo in range(0, len(st), n):
+        grid = build(st.take(slice(lo, lo + n)))
+        searched += int(np.prod(grid.shape))
+        parts.append(_kept(grid, _answering(grid, slos, top, keep, frontier)))
+        phase, axes, inner, fixed = grid.phase, grid.axes, grid.shape[1:], grid.fixed
+        del grid  # before the next chunk is built
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "structure"}
+    kept = Structures(*(np.concatenate([getattr(p["structure"], f) for p in parts]) for f in ("devices", "ep", "redundant")))
+    return Grid(phase, {**axes, "structure": kept}, {"valid": cat["valid"], "hbm_used_bytes_per_die": cat["hbm_used_bytes_per_die"]},
+                (len(kept),) + inner, cat["metric"], cat["latency_s"], cat["ok"], cat["fits"], fixed, searched)
+
+
+def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float, eplb_perfect: bool = False,
+                  *, slos, top: int, keep=(), chunk_bytes: float = CHUNK_BYTES) -> Grid:
+    """`decode_grid` for any budget, streamed; answers the TPOT SLOs `slos` (seconds) and the frontier."""
+    mtp = len(MTP_CHOICES) if model["mtp.num_nextn_predict_layers"] > 0 else 1
+    per = len(ATTN_TP_CHOICES) * len(pipelines(hw)) * mtp * len(batch_grid())
+    return streamed(lambda st: decode_grid(hw, model, budget, input_len, output_len, acceptance, eplb_perfect, st=st),
+                    structures(hw, model, budget), per, slos, top, keep, frontier=True, chunk_bytes=chunk_bytes)
+
+
+def prefill_search(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,
+                   *, slos, top: int, keep=(), chunk_bytes: float = CHUNK_BYTES) -> Grid:
+    """`prefill_grid` for any budget, streamed; answers the TTFT SLOs `slos` (seconds, or None for none)."""
+    per = len(ATTN_TP_CHOICES) * len(MICROBATCH_CHOICES) * len(PREFILL_TOKENS_CHOICES)  # at most: small token counts drop out
+    return streamed(lambda st: prefill_grid(hw, model, budget, input_len, eplb_perfect, prefix_hit, st=st),
+                    structures(hw, model, budget), per, slos, top, keep, chunk_bytes=chunk_bytes)

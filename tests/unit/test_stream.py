@@ -1,0 +1,177 @@
+"""The streamed search answers exactly as the whole grid does, in memory that does not grow with
+the budget: chunked answers against the dense grid's (ranked, best per instance size, frontier,
+limits, the paper's structure), the windowed P/D split against every instance count, and the plan
+at fleet budgets against the one-system plan's peak memory.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cmperf.cli import app
+from cmperf.solve.plan import PAPER_DECODE, PlanRequest, plan
+from cmperf.solve.search import best_by_devices, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
+from cmperf.solve.sizing import TIE_BREAK_PER_DEVICE, best_split
+from cmperf.solve.space import max_instance_devices, structures
+from cmperf.solve.stream import BYTES_PER_CANDIDATE, chunk_structures, streamed
+from cmperf.specs.loader import load_hardware, load_model
+
+HW = load_hardware("cloudmatrix384")
+MODEL = load_model("deepseek-r1")
+BUDGET = 96
+SLOS = (0.012, 0.020, 0.050)
+
+
+def _decode(st):
+    return decode_grid(HW, MODEL, BUDGET, 4096, 256, 0.7, max_batch=96, st=st)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    st = structures(HW, MODEL, BUDGET)
+    dense = _decode(st)
+    per = int(np.prod(dense.shape[1:]))
+    # Chunks of three structures: many chunks, a device count split across two of them.
+    chunk = 3 * per * BYTES_PER_CANDIDATE
+    plain = streamed(_decode, st, per, SLOS, 3, frontier=True, chunk_bytes=chunk)
+    kept = {(d, r) for d, r in zip(plain.axes["structure"].devices, plain.axes["structure"].redundant)}
+    extra = next({"devices": d, "ep": e, "redundant": r} for d, e, r in zip(st.devices, st.ep, st.redundant) if (d, r) not in kept)
+    small = streamed(_decode, st, per, SLOS, 3, keep=[PAPER_DECODE, extra], frontier=True, chunk_bytes=chunk)
+    return dense, small, extra
+
+
+def _params(grid, flats):
+    return [params_at(grid, int(f)) for f in flats]
+
+
+def test_streamed_keeps_few_structures_and_counts_every_candidate(pair):
+    dense, small, extra = pair
+    assert small.size == dense.size
+    assert len(small.axes["structure"]) < len(dense.axes["structure"])
+
+
+@pytest.mark.parametrize("slo", SLOS)
+def test_streamed_answers_equal_the_whole_grid(pair, slo):
+    dense, small, extra = pair
+    for top in (1, 3):
+        a, b = ranked(dense, slo, top), ranked(small, slo, top)
+        assert _params(dense, a) == _params(small, b)
+        assert [limit_reason(dense, f, slo) for f in a] == [limit_reason(small, f, slo) for f in b]
+        assert [float(dense.metric.reshape(-1)[f]) for f in a] == [float(small.metric.reshape(-1)[f]) for f in b]
+    da, sa = best_by_devices(dense, slo), best_by_devices(small, slo)
+    assert [(d, x) for d, x, _ in da] == [(d, x) for d, x, _ in sa]
+    assert _params(dense, [f for *_, f in da]) == _params(small, [f for *_, f in sa])
+
+
+def test_streamed_frontier_fastest_point_and_kept_structure(pair):
+    dense, small, extra = pair
+    assert _params(dense, pareto_front(dense)) == _params(small, pareto_front(small))
+    assert best_latency_s(dense) == best_latency_s(small)
+    st, d, r = small.axes["structure"], extra["devices"], extra["redundant"]
+    s_d = int(np.flatnonzero((dense.axes["structure"].devices == d) & (dense.axes["structure"].redundant == r))[0])
+    s_s = int(np.flatnonzero((st.devices == d) & (st.redundant == r))[0])
+    for slo in SLOS:
+        assert np.array_equal(best_per_deployment(dense, slo)[0][s_d], best_per_deployment(small, slo)[0][s_s])
+
+
+def test_prefill_streamed_equals_whole_grid():
+    st = structures(HW, MODEL, BUDGET)
+
+    def build(s):
+        return prefill_grid(HW, MODEL, BUDGET, 4096, st=s)
+
+    dense = build(st)
+    per = int(np.prod(dense.shape[1:]))
+    for slo in (None, 2.0):
+        small = streamed(build, st, per, [slo], 2, chunk_bytes=2 * per * BYTES_PER_CANDIDATE)
+        assert _params(dense, ranked(dense, slo, 2)) == _params(small, ranked(small, slo, 2))
+        assert [x[:2] for x in best_by_devices(dense, slo)] == [x[:2] for x in best_by_devices(small, slo)]
+
+
+def test_chunk_size_from_the_memory_budget():
+    assert chunk_structures(1000, 10 * 1000 * BYTES_PER_CANDIDATE) == 10
+    assert chunk_structures(10**9, 1.0) == 1
+
+
+def test_measured_bytes_per_candidate_within_the_bound():
+    st = structures(HW, MODEL, 64)
+    tracemalloc.start()
+    g = decode_grid(HW, MODEL, 64, 4096, 256, 0.7, st=st)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak / g.size <= BYTES_PER_CANDIDATE
+
+
+def test_instances_stop_at_one_system():
+    system = max_instance_devices(HW)
+    assert structures(HW, MODEL, 10 * system).devices.max() == system
+    assert np.array_equal(structures(HW, MODEL, 10 * system).devices, structures(HW, MODEL, system).devices)
+
+
+# ---- the P/D split: the window against every instance count -------------------------------------
+
+
+def _split_every_count(budget, p_devices, p_tps, d_devices, d_tps, input_len, output_len):
+    """The split over every prefill instance count (the window's reference)."""
+    p_devices, p_tps, d_devices, d_tps = (np.asarray(x, float) for x in (p_devices, p_tps, d_devices, d_tps))
+    cap_p, cap_d = p_tps * p_devices / input_len, d_tps * d_devices / output_len
+    n_p = np.arange(1, int(budget // p_devices.min()) + 1, dtype=float).reshape(1, 1, -1)
+    P, D = p_devices.reshape(-1, 1, 1), d_devices.reshape(1, -1, 1)
+    left = budget - n_p * P
+    n_d = np.floor(np.maximum(left, 0) / D)
+    good = np.where(left >= D, np.minimum(n_p * cap_p.reshape(-1, 1, 1), n_d * cap_d.reshape(1, -1, 1)), -np.inf)
+    k = int(np.argmax(good - TIE_BREAK_PER_DEVICE * (n_p * P + n_d * D)))
+    if not np.isfinite(good.reshape(-1)[k]):
+        return None
+    i, j, m = np.unravel_index(k, good.shape)
+    return float(good[i, j, m]), int(n_p[0, 0, m]), int(p_devices[i]), int(n_d[i, j, m]), int(d_devices[j])
+
+
+def test_windowed_split_equals_every_count():
+    rng = np.random.default_rng(7)
+    for trial in range(400):
+        node = int(rng.choice([1, 4, 8]))
+        budget = int(rng.integers(node, (64, 400, 4000, 40000)[trial % 4]))
+        P = rng.integers(1, 48, size=int(rng.integers(1, 6))) * node
+        D = rng.integers(1, 48, size=int(rng.integers(1, 6))) * node
+        P, D = P[P <= budget], D[D <= budget]
+        scale = 10.0 ** rng.uniform(-6, 4) if trial % 5 == 0 else 1.0
+        pt, dt = rng.uniform(1, 8000, len(P)) * scale, rng.uniform(1, 3000, len(D)) * scale
+        i_len, o_len = int(rng.integers(1, 20000)), int(rng.integers(1, 4000))
+        want = _split_every_count(budget, P, pt, D, dt, i_len, o_len) if len(P) and len(D) else None
+        got = best_split(budget, P, pt, D, dt, i_len, o_len)
+        if want is None:
+            assert got is None
+        else:
+            assert (got["requests_per_s"], got["prefill_instances"], got["prefill_devices_per_instance"], got["decode_instances"],
+                    got["decode_devices_per_instance"]) == want
+
+
+# ---- fleets -------------------------------------------------------------------------------------
+
+
+def _peak(req):
+    tracemalloc.start()
+    result = plan(req)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return result, peak
+
+
+def test_fleet_plan_in_the_memory_of_one_system():
+    one, peak_one = _peak(PlanRequest(top=1))
+    fleet, peak_fleet = _peak(PlanRequest(devices=38_400, top=1))
+    assert peak_fleet <= 1.5 * peak_one
+    assert fleet.decode_grid_size == one.decode_grid_size
+    for s in fleet.sizing:
+        assert s["devices_used"] + s["idle_devices"] == 38_400 and s["idle_devices"] < 384
+
+
+def test_cli_plans_a_million_devices(tmp_path):
+    res = CliRunner().invoke(app, ["plan", "--devices", "1000000", "--top", "1", "--no-write"])
+    assert res.exit_code == 0, res.output
+    assert "1000000" in res.output.replace(",", "")
