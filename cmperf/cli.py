@@ -7,38 +7,18 @@ Heavy libraries (numpy, pandas, rich, matplotlib) are imported inside commands, 
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from cmperf import __version__
+from cmperf.cli_options import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, Phase, SetOpt, app, bounds, parse_ms
 from cmperf.errors import CmperfError
 
-app = typer.Typer(
-    help="cmperf: analytical performance model of LLM inference serving (DeepSeek-R1 on CloudMatrix384 and others).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
 hardware_app = typer.Typer(help="List and inspect hardware description files.", no_args_is_help=True)
 model_app = typer.Typer(help="List and inspect model description files.", no_args_is_help=True)
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(model_app, name="model")
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-    md = "md"
-
-
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-HardwareOpt = Annotated[str, typer.Option("--hardware", help="Hardware name (see `cmperf hardware list`) or path to a .toml file.")]
-ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `cmperf model list`) or path to a .toml file.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a value by dotted key, KEY=VALUE (repeatable); keys as in `show --format json`.")]
 
 
 def _version(value: bool):
@@ -88,16 +68,19 @@ def hardware_list(fmt: FormatOpt = Format.table):
     _list("hardware", fmt)
 
 
+def _show_spec(kind: str, name: str, fmt: Format, sets) -> None:
+    from cmperf.overrides import apply_to_spec, parse_set
+    from cmperf.specs.derived import hardware_derived, model_derived
+    from cmperf.specs.loader import load_hardware, load_model
+
+    spec = apply_to_spec((load_hardware if kind == "hardware" else load_model)(name), parse_set(sets))
+    _show(spec, (hardware_derived if kind == "hardware" else model_derived)(spec), fmt)
+
+
 @hardware_app.command("show")
 def hardware_show(name: Annotated[str, typer.Argument(help="Hardware name or .toml path.")] = "cloudmatrix384", fmt: FormatOpt = Format.table, sets: SetOpt = None):
     """Show a hardware description with units, sources and derived figures."""
-    from cmperf.overrides import parse_set
-    from cmperf.specs.derived import hardware_derived
-    from cmperf.specs.loader import load_hardware
-
-    hw = load_hardware(name)
-    hw = _apply_to(hw, parse_set(sets))
-    _show(hw, hardware_derived(hw), fmt)
+    _show_spec("hardware", name, fmt, sets)
 
 
 @model_app.command("list")
@@ -109,104 +92,67 @@ def model_list(fmt: FormatOpt = Format.table):
 @model_app.command("show")
 def model_show(name: Annotated[str, typer.Argument(help="Model name or .toml path.")] = "deepseek-r1", fmt: FormatOpt = Format.table, sets: SetOpt = None):
     """Show a model description with sources and derived figures (parameters, KV bytes, FLOPs)."""
-    from cmperf.overrides import parse_set
-    from cmperf.specs.derived import model_derived
-    from cmperf.specs.loader import load_model
-
-    m = load_model(name)
-    m = _apply_to(m, parse_set(sets))
-    _show(m, model_derived(m), fmt)
-
-
-class Phase(str, Enum):
-    decode = "decode"
-    prefill = "prefill"
-
-
-class Eplb(str, Enum):
-    default = "default"
-    perfect = "perfect"
-
-
-class CachePath(str, Enum):
-    ub = "ub"
-    vpc = "vpc"
-
-
-def _range(lo, hi=None):
-    return {"min": lo, "max": hi}
+    _show_spec("model", name, fmt, sets)
 
 
 @app.command()
 def estimate(
-    phase: Annotated[Phase, typer.Argument(help="decode or prefill.")],
-    hardware: HardwareOpt = "cloudmatrix384",
-    model: ModelOpt = "deepseek-r1",
-    devices: Annotated[Optional[int], typer.Option(help="NPUs/GPUs in the instance [decode 160, prefill 16].", **_range(1, 1_000_000))] = None,
-    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree in ranks, a rank is a die [all dies of the instance: decode 320, prefill 32 on the 910C].", **_range(1, 1_000_000))] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Decode: concurrent requests per device [96].", **_range(1, 1_000_000))] = None,
-    input_len: Annotated[Optional[int], typer.Option(help="Prompt tokens per request [4096].", **_range(1, 10_000_000))] = None,
-    output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [256].", **_range(1, 10_000_000))] = None,
-    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [input + output/2].", **_range(1, 10_000_000))] = None,
-    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [16384].", **_range(1, 100_000_000))] = None,
-    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [2].", **_range(1, 8))] = None,
-    mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [1].", **_range(0, 8))] = None,
-    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [0.7].", **_range(0.0, 1.0))] = None,
-    eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default (modelled skew) or perfect.")] = Eplb.default,
-    redundant: Annotated[Optional[int], typer.Option(help="Redundant expert copies [32 where the placement allows].", **_range(0, 100_000))] = None,
-    attn_tp: Annotated[int, typer.Option(help="Attention tensor-parallel degree (dies per group).", **_range(1, 1024))] = 1,
-    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [0].", **_range(0.0, 0.999))] = None,
-    cache_path: Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool) or vpc.")] = CachePath.ub,
+    phase: Annotated[Optional[Phase], typer.Argument(help="decode or prefill: start from the paper's deployment of that phase [the --deployment file's phase].")] = None,
+    deployment: Annotated[Optional[str], typer.Option(help="Deployment name (see `cmperf deployment list`) or .toml path, e.g. one `cmperf plan` wrote; the options below change single fields.")] = None,
+    hardware: Annotated[Optional[str], typer.Option("--hardware", help="Hardware name or .toml path [the deployment file's, else cloudmatrix384].")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name or .toml path [the deployment file's, else deepseek-r1].")] = None,
+    devices: Annotated[Optional[int], typer.Option(help="NPUs/GPUs in the instance [the deployment's].", **bounds(1, 1_000_000))] = None,
+    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree in ranks, a rank is a die [the deployment's; with --devices, all dies of the instance].", **bounds(1, 1_000_000))] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Decode: concurrent requests per device [the deployment's].", **bounds(1, 1_000_000))] = None,
+    input_len: Annotated[Optional[int], typer.Option(help="Prompt tokens per request [the deployment file's workload].", **bounds(1, 10_000_000))] = None,
+    output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [the deployment file's workload].", **bounds(1, 10_000_000))] = None,
+    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [input + output/2].", **bounds(1, 10_000_000))] = None,
+    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [the deployment's].", **bounds(1, 100_000_000))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [the deployment's].", **bounds(1, 8))] = None,
+    attention_matrix_cores: Annotated[Optional[int], typer.Option(help="Decode: matrix cores per die of the attention stream when microbatches >= 2 [the hardware's split].", **bounds(1, 1024))] = None,
+    mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [the deployment's].", **bounds(0, 8))] = None,
+    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [the workload's].", **bounds(0.0, 1.0))] = None,
+    eplb: Annotated[Optional[Eplb], typer.Option(help="Expert load balance: default (modelled skew) or perfect [the deployment's].")] = None,
+    redundant: Annotated[Optional[int], typer.Option(help="Redundant expert copies [the deployment's; with a new instance, 32 where the placement allows].", **bounds(0, 100_000))] = None,
+    attn_tp: Annotated[Optional[int], typer.Option(help="Attention tensor-parallel degree (dies per group) [the deployment's].", **bounds(1, 1024))] = None,
+    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [the workload's].", **bounds(0.0, 0.999))] = None,
+    cache_path: Annotated[Optional[CachePath], typer.Option(help="Prefill: where cached prefix KV is loaded from: ub (CPU-DRAM pool) or vpc [the deployment's].")] = None,
     sets: SetOpt = None,
     fmt: FormatOpt = Format.table,
 ):
     """Evaluate one deployment and explain it operator by operator (default: the paper's)."""
-    from cmperf.estimate import Options
-    from cmperf.estimate import estimate as run
+    from cmperf.errors import SpecError
+    from cmperf.evaluation import deployment_source
+    from cmperf.evaluation import estimate as run
     from cmperf.overrides import parse_set
     from cmperf.report.estimate import print_estimate
 
-    opts = Options(
-        devices=devices, ep=ep, batch=batch, input_len=input_len, output_len=output_len, kv_len=kv_len,
-        tokens_per_device=tokens_per_device, microbatches=microbatches, mtp=mtp, mtp_acceptance=mtp_acceptance,
-        eplb=eplb.value, redundant=redundant, attn_tp=attn_tp, prefix_hit=prefix_hit, cache_path=cache_path.value,
-        sets=parse_set(sets),
-    )
-    print_estimate(run(phase.value, hardware, model, opts), fmt.value)
-
-
-def _parse_ms(text: str, option: str) -> float:
-    from cmperf.errors import SpecError
-
-    t = text.strip().lower()
-    scale = 1.0
-    if t.endswith("ms"):
-        t = t[:-2]
-    elif t.endswith("s"):
-        t, scale = t[:-1], 1e3
-    try:
-        v = float(t) * scale
-    except ValueError:
-        raise SpecError(f"expected a time such as 50, 50ms or 0.05s, got {text!r}", where=option) from None
-    if not (v > 0 and v < 1e9):
-        raise SpecError(f"expected a positive time, got {text!r}", where=option)
-    return v
+    if phase is None and deployment is None:
+        raise SpecError("expected a phase (decode or prefill) or --deployment NAME|PATH", where="PHASE")
+    src = deployment_source(deployment or phase.value)
+    if phase is not None and src.deployment.phase != phase.value:
+        raise SpecError(f"the deployment {src.deployment.name!r} is a {src.deployment.phase} deployment, not {phase.value}", where="--deployment")
+    ev = run(src, hardware, model, sets=parse_set(sets), devices=devices, ep=ep, batch=batch, input_len=input_len, output_len=output_len,
+             kv_len=kv_len, tokens_per_device=tokens_per_device, microbatches=microbatches, attention_matrix_cores=attention_matrix_cores,
+             mtp=mtp, mtp_acceptance=mtp_acceptance, eplb=eplb and eplb.value, redundant=redundant, attn_tp=attn_tp, prefix_hit=prefix_hit,
+             cache_path=cache_path and cache_path.value)
+    print_estimate(ev.result, fmt.value)
 
 
 @app.command()
 def plan(
     tpot: Annotated[Optional[list[str]], typer.Option("--tpot", help="TPOT SLO, repeatable: 50 or 50ms [15 and 50].")] = None,
     ttft: Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")] = None,
-    input_len: Annotated[int, typer.Option(help="Prompt tokens per request.", **_range(1, 10_000_000))] = 4096,
-    output_len: Annotated[int, typer.Option(help="Generated tokens per request.", **_range(1, 10_000_000))] = 256,
-    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_range(0.0, 1.0))] = 0.7,
-    devices: Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **_range(1, 1_000_000))] = None,
+    input_len: Annotated[int, typer.Option(help="Prompt tokens per request.", **bounds(1, 10_000_000))] = 4096,
+    output_len: Annotated[int, typer.Option(help="Generated tokens per request.", **bounds(1, 10_000_000))] = 256,
+    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **bounds(0.0, 1.0))] = 0.7,
+    devices: Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **bounds(1, 1_000_000))] = None,
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
     sets: SetOpt = None,
-    top: Annotated[int, typer.Option(help="Deployments shown per SLO.", **_range(1, 100))] = 3,
+    top: Annotated[int, typer.Option(help="Deployments shown per SLO.", **bounds(1, 100))] = 3,
     eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")] = Eplb.default,
-    prefix_hit: Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_range(0.0, 0.999))] = 0.0,
+    prefix_hit: Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **bounds(0.0, 0.999))] = 0.0,
     out: Annotated[str, typer.Option("--out", help="Directory that receives the report folder.")] = "reports",
     tag: Annotated[Optional[str], typer.Option(help="Name the report folder plan-TAG [UTC timestamp].")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing plan-TAG folder.")] = False,
@@ -222,8 +168,8 @@ def plan(
 
     sets_d = parse_set(sets)
     req = PlanRequest(
-        hardware=hardware, model=model, tpot_ms=tuple(_parse_ms(t, "--tpot") for t in (tpot or ["15", "50"])),
-        ttft_ms=_parse_ms(ttft, "--ttft") if ttft else None, input_len=input_len, output_len=output_len,
+        hardware=hardware, model=model, tpot_ms=tuple(parse_ms(t, "--tpot") for t in (tpot or ["15", "50"])),
+        ttft_ms=parse_ms(ttft, "--ttft") if ttft else None, input_len=input_len, output_len=output_len,
         mtp_acceptance=mtp_acceptance, devices=devices, top=top, eplb=eplb.value, prefix_hit=prefix_hit, sets=sets_d,
     )
     if tag is not None and (not tag or "/" in tag or tag.startswith(".")):
@@ -233,20 +179,6 @@ def plan(
     result = run(req)
     path = None if no_write else write_run_dir(out, "plan", report_files(result), tag, overwrite)
     print_plan(result, fmt.value, str(path) if path else None)
-
-
-def _apply_to(spec, sets):
-    from cmperf.errors import SpecError
-    from cmperf.specs.loader import unknown_key_message
-
-    mine = {k: v for k, v in sets.items() if k in spec.fields}
-    other = [k for k in sets if k not in spec.fields]
-    if other:
-        key = other[0]
-        if key.startswith("derived."):
-            raise SpecError(f"'{key}' is derived from other keys and cannot be set; set its inputs instead", where="--set")
-        raise SpecError(f"'{key}' is not a {spec.kind} key; " + unknown_key_message(key, spec.fields), where="--set")
-    return spec.with_values(mine) if mine else spec
 
 
 def main() -> None:
@@ -280,5 +212,5 @@ def main() -> None:
 
 
 # Commands defined in their own modules register themselves on `app` when imported.
-from cmperf import cli_whatif as _cli_whatif  # noqa: E402,F401
 from cmperf import cli_validate as _cli_validate  # noqa: E402,F401
+from cmperf import cli_whatif as _cli_whatif  # noqa: E402,F401

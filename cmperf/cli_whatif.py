@@ -10,16 +10,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from cmperf.cli import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, _parse_ms, _range, app
+from cmperf.cli_options import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, app, bounds, parse_ms
 
 TpotOpt = Annotated[Optional[list[str]], typer.Option("--tpot", help="TPOT SLO, repeatable: 50 or 50ms [15 and 50].")]
 TtftOpt = Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")]
-InputOpt = Annotated[int, typer.Option(help="Prompt tokens per request.", **_range(1, 10_000_000))]
-OutputOpt = Annotated[int, typer.Option(help="Generated tokens per request.", **_range(1, 10_000_000))]
-AccOpt = Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_range(0.0, 1.0))]
-HitOpt = Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_range(0.0, 0.999))]
+InputOpt = Annotated[int, typer.Option(help="Prompt tokens per request.", **bounds(1, 10_000_000))]
+OutputOpt = Annotated[int, typer.Option(help="Generated tokens per request.", **bounds(1, 10_000_000))]
+AccOpt = Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **bounds(0.0, 1.0))]
+HitOpt = Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **bounds(0.0, 0.999))]
 CacheOpt = Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool over UB) or vpc.")]
-DevicesOpt = Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **_range(1, 1_000_000))]
+DevicesOpt = Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **bounds(1, 1_000_000))]
 EplbOpt = Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")]
 OutOpt = Annotated[str, typer.Option("--out", help="Directory that receives the report folder.")]
 TagOpt = Annotated[Optional[str], typer.Option(help="Name the report folder COMMAND-TAG [UTC timestamp].")]
@@ -28,7 +28,7 @@ NoWriteOpt = Annotated[bool, typer.Option("--no-write", help="Print only; write 
 
 
 def _tpots(tpot) -> tuple:
-    return tuple(_parse_ms(t, "--tpot") for t in (tpot or ["15", "50"]))
+    return tuple(parse_ms(t, "--tpot") for t in (tpot or ["15", "50"]))
 
 
 def _check_tag(tag):
@@ -54,7 +54,7 @@ def _base(hardware, model, sets, *, tpot=None, ttft=None, input_len=4096, output
     return scenario(hardware, model, layers=[(parse_set(sets), "--set"), *extra_layers], scales=scales, hardware_where=hardware_where,
                     input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance, prefix_hit=prefix_hit,
                     cache_path=cache_path.value, eplb=eplb.value, devices=devices, tpot_ms=_tpots(tpot),
-                    ttft_ms=_parse_ms(ttft, "--ttft") if ttft else None)
+                    ttft_ms=parse_ms(ttft, "--ttft") if ttft else None)
 
 
 class _Progress:
@@ -112,7 +112,7 @@ def compare(
     from cmperf.errors import SpecError
     from cmperf.report.whatif import compare_files, print_compare
     from cmperf.whatif.compare import compare as run
-    from cmperf.whatif.core import parse_pairs
+    from cmperf.overrides import parse_set
 
     if not (variant_sets or variant_scale or variant_hardware):
         raise SpecError("expected a variant: --variant-set KEY=VALUE, --variant-scale PATTERN=FACTOR or --variant-hardware NAME", where="--variant-set")
@@ -120,7 +120,7 @@ def compare(
     common = dict(tpot=tpot, ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance, prefix_hit=prefix_hit,
                   cache_path=cache_path, devices=devices, eplb=eplb)
     base = _base(hardware, model, sets, **common)
-    variant = _base(variant_hardware or hardware, model, sets, **common, extra_layers=[(parse_pairs(variant_sets, "--variant-set"), "--variant-set")],
+    variant = _base(variant_hardware or hardware, model, sets, **common, extra_layers=[(parse_set(variant_sets, "--variant-set"), "--variant-set")],
                     scales=[(variant_scale or [], "--variant-scale")], hardware_where="--variant-hardware" if variant_hardware else "--hardware")
     result = run(base, variant)
     path = _write(out, "compare", lambda: compare_files(result), tag, overwrite, no_write)
@@ -168,7 +168,7 @@ def sweep(
 @app.command()
 def sensitivity(
     keys: Annotated[Optional[list[str]], typer.Option("--key", help="Only these hardware keys: a key, a prefix (scaleup.) or a glob (repeatable) [all].")] = None,
-    step: Annotated[float, typer.Option(help="Relative step of the finite differences.", **_range(0.001, 0.5))] = 0.1,
+    step: Annotated[float, typer.Option(help="Relative step of the finite differences.", **bounds(0.001, 0.5))] = 0.1,
     tpot: TpotOpt = None,
     ttft: TtftOpt = None,
     input_len: InputOpt = 4096,
@@ -203,7 +203,7 @@ def sensitivity(
 
 @app.command()
 def capacity(
-    rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **_range(1e-6, 1e7))],
+    rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **bounds(1e-6, 1e7))],
     tpot: Annotated[str, typer.Option("--tpot", help="TPOT SLO: 50 or 50ms.")] = "50",
     ttft: TtftOpt = None,
     input_len: InputOpt = 4096,
@@ -237,10 +237,10 @@ def capacity(
 def cache(
     hits: Annotated[str, typer.Option("--hits", help="Prefix-cache hit rates: START:STOP:STEPS or a comma list, in [0, 0.999].")] = "0:0.9:10",
     input_len: InputOpt = 4096,
-    devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [16, the paper's].", **_range(1, 1_000_000))] = None,
-    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [32, or the instance's dies].", **_range(1, 1_000_000))] = None,
-    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [16384].", **_range(1, 100_000_000))] = None,
-    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches [2].", **_range(1, 8))] = None,
+    devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [16, the paper's].", **bounds(1, 1_000_000))] = None,
+    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [32, or the instance's dies].", **bounds(1, 1_000_000))] = None,
+    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [16384].", **bounds(1, 100_000_000))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches [2].", **bounds(1, 8))] = None,
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
     sets: SetOpt = None,

@@ -8,15 +8,23 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cmperf.errors import InfeasibleError, SpecError
-from cmperf.estimate import Options, estimate
-from cmperf.compose.binding import binding as stream_binding
-from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
+from cmperf.evaluation import DEFAULT_DEPLOYMENTS
+from cmperf.overrides import load_specs
+from cmperf.solve.records import explain, record
+from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, decode_grid, params_at, pareto_front, prefill_grid, ranked
 from cmperf.solve.sizing import best_split
+from cmperf.specs.deployment_file import load_deployment
 from cmperf.specs.loader import Spec
 
-#: The paper's deployments (cm384 section 3), to say what a plan does differently.
-PAPER_DECODE = {"devices": 160, "ep": 320, "redundant": 32, "attn_tp": 1, "microbatches": 2, "mtp": 1}
-PAPER_PREFILL = {"devices": 16, "ep": 32, "redundant": 32, "attn_tp": 1, "microbatches": 2, "tokens_per_device": 16384}
+#: What a plan compares with the paper's deployment (files in deployments/), per phase.
+PAPER_FIELDS = {"decode": ("devices", "ep", "redundant", "attn_tp", "microbatches", "mtp"),
+                "prefill": ("devices", "ep", "redundant", "attn_tp", "microbatches", "tokens_per_device")}
+
+
+def paper_deployment(phase: str) -> dict:
+    """The paper's deployment of a phase, as the fields a plan compares."""
+    d = load_deployment(DEFAULT_DEPLOYMENTS[phase]).deployment
+    return {k: getattr(d, k) for k in PAPER_FIELDS[phase]}
 
 
 @dataclass
@@ -50,28 +58,9 @@ class PlanResult:
 
 
 def _record(grid: Grid, flat: int, phase: str, slo_tpot, slo_ttft, rank: int, dies_pkg: int, slo_s) -> dict:
-    p = params_at(grid, flat)
-    r = {"phase": phase, "slo_tpot_ms": slo_tpot, "slo_ttft_ms": slo_ttft, "rank": rank}
-    if phase == "decode":
-        r["tpot_ms"] = float(grid.latency_s.reshape(-1)[flat]) * 1e3
-        r["ttft_ms"] = None
-    else:
-        r["tpot_ms"] = None
-        r["ttft_ms"] = float(grid.latency_s.reshape(-1)[flat]) * 1e3
-    r["tokens_per_s_per_device"] = float(grid.metric.reshape(-1)[flat])
-    r.update({"devices": p["devices"], "ep": p["ep"], "dp": p["devices"] * dies_pkg // p["attn_tp"], "attn_tp": p["attn_tp"],
-              "redundant": p["redundant"], "batch": p.get("batch"), "tokens_per_device": p.get("tokens_per_device"),
-              "microbatches": p["microbatches"], "mtp": p.get("mtp", 0)})
-    r["limit"] = limit_reason(grid, flat, slo_s)
+    r = record(grid, flat, slo_tpot if grid.phase == "decode" else slo_ttft, dies_pkg)
+    r.update({"slo_tpot_ms": slo_tpot, "slo_ttft_ms": slo_ttft, "rank": rank})
     return r
-
-
-def _estimate_options(rec: dict, req: PlanRequest) -> Options:
-    decode = rec["phase"] == "decode"
-    return Options(devices=rec["devices"], ep=rec["ep"], batch=rec["batch"], input_len=req.input_len, output_len=req.output_len,
-                   tokens_per_device=rec["tokens_per_device"], microbatches=rec["microbatches"], mtp=rec["mtp"],
-                   mtp_acceptance=req.mtp_acceptance if decode else None, eplb=req.eplb, redundant=rec["redundant"],
-                   attn_tp=rec["attn_tp"], prefix_hit=None if decode else req.prefix_hit, sets=req.sets)
 
 
 def estimate_command(rec: dict, req: PlanRequest) -> str:
@@ -89,17 +78,11 @@ def estimate_command(rec: dict, req: PlanRequest) -> str:
     return " ".join(parts)
 
 
-def _explain(rec: dict, req: PlanRequest) -> None:
-    """Re-evaluate with `estimate` (the same code path a user runs) and attach what binds."""
-    res = estimate(rec["phase"], req.hardware, req.model, _estimate_options(rec, req))
-    key = "tpot_s" if rec["phase"] == "decode" else "ttft_s"
-    got = float(np.asarray(res[key]).reshape(-1)[0]) * 1e3
-    want = rec["tpot_ms"] if rec["phase"] == "decode" else rec["ttft_ms"]
-    if not np.isclose(got, want, rtol=1e-9):
-        raise AssertionError(f"plan and estimate disagree: {got} vs {want} ms for {rec}")
-    rec["step_bound"] = stream_binding(res)
-    rec["binding"] = f"{rec['limit']}; step bound by {rec['step_bound']}"
-    rec["hbm_used_gb_per_die"] = float(np.asarray(res["hbm_used_bytes_per_die"]).reshape(-1)[0]) / 1e9
+def _explain(rec: dict, req: PlanRequest, hw: Spec, model: Spec, grid: Grid) -> None:
+    """Evaluate the deployment alone (what `cmperf estimate` runs) and attach what binds."""
+    explain(rec, hw, model, grid)
+    rec["tpot_ms" if rec["phase"] == "decode" else "ttft_ms"] = rec["latency_ms"]
+    rec["tpot_ms" if rec["phase"] == "prefill" else "ttft_ms"] = None
     rec["estimate"] = estimate_command(rec, req)
 
 
@@ -138,15 +121,12 @@ def _paper_point(grid: Grid, slo_s, ref: dict):
 
 
 def plan(req: PlanRequest) -> PlanResult:
-    from cmperf.estimate import load_specs
-
     for t in req.tpot_ms:
         if not t > 0:
             raise SpecError(f"expected a positive TPOT in ms, got {t}", where="--tpot")
     hw, model, workload = load_specs(req.hardware, req.model, req.sets)
     # `--set workload.KEY=VALUE` takes precedence over the matching plan option.
-    wl = {k.split(".", 1)[1]: v for k, v in workload.items()}
-    req = replace(req, **{k: v for k, v in wl.items() if k in ("input_len", "output_len", "mtp_acceptance", "prefix_hit")})
+    req = replace(req, **workload)
     dies_pkg = hw["package.dies"]
     system = hw["system.nodes"] * hw["node.packages"]
     budget = req.devices or system
@@ -172,24 +152,25 @@ def plan(req: PlanRequest) -> PlanResult:
     if ttft_s is not None and not ranked(pg, ttft_s, 1):
         raise InfeasibleError(f"no prefill deployment meets TTFT <= {req.ttft_ms:g} ms; the best achievable TTFT is {best_latency_s(pg) * 1e3:.1f} ms", where="--ttft")
 
+    paper_decode, paper_prefill = paper_deployment("decode"), paper_deployment("prefill")
     records, paper = [], []
     for t in req.tpot_ms:
         for rank, flat in enumerate(ranked(dg, t * 1e-3, req.top), start=1):
             rec = _record(dg, flat, "decode", t, req.ttft_ms, rank, dies_pkg, t * 1e-3)
-            rec["vs_paper"] = _differs(rec, PAPER_DECODE)
+            rec["vs_paper"] = _differs(rec, paper_decode)
             records.append(rec)
-        pp = _paper_point(dg, t * 1e-3, PAPER_DECODE)
+        pp = _paper_point(dg, t * 1e-3, paper_decode)
         if pp:
             paper.append(_record(dg, pp[1], "decode", t, req.ttft_ms, 0, dies_pkg, t * 1e-3))
     for rank, flat in enumerate(ranked(pg, ttft_s, req.top), start=1):
         rec = _record(pg, flat, "prefill", None, req.ttft_ms, rank, dies_pkg, ttft_s)
-        rec["vs_paper"] = _differs(rec, PAPER_PREFILL)
+        rec["vs_paper"] = _differs(rec, paper_prefill)
         records.append(rec)
-    pp = _paper_point(pg, ttft_s, PAPER_PREFILL)
+    pp = _paper_point(pg, ttft_s, paper_prefill)
     if pp:
         paper.append(_record(pg, pp[1], "prefill", None, req.ttft_ms, 0, dies_pkg, ttft_s))
     for rec in records + paper:
-        _explain(rec, req)
+        _explain(rec, req, hw, model, dg if rec["phase"] == "decode" else pg)
 
     sizing = []
     p_opts = best_by_devices(pg, ttft_s)

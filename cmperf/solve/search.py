@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cmperf.compose.decode import DecodeInputs, evaluate_decode
-from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+from cmperf.evaluation import evaluate
 from cmperf.solve.space import (
     ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, axis, batch_grid, structures,
 )
+from cmperf.specs.deployment import Deployment, Workload
 from cmperf.specs.loader import Spec
 
 DECODE_AXES = ("structure", "attn_tp", "microbatches", "mtp", "batch")
@@ -33,6 +33,8 @@ class Grid:
     ok: np.ndarray  # valid placement and fits in HBM
     fits: np.ndarray
     fixed: dict | None = None  # parameters held constant over the grid
+    workload: Workload | None = None  # what every point serves
+    choices: dict | None = None  # deployment choices common to every point (EPLB, cache path)
 
     @property
     def size(self) -> int:
@@ -50,20 +52,20 @@ def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: 
     mtp = list(mtp_choices if mtp_choices is not None else (MTP_CHOICES if model["mtp.num_nextn_predict_layers"] > 0 else (0,)))
     b = batch_grid(max_batch)
     nd = len(DECODE_AXES)
-    kv_len = input_len + output_len / 2.0
-    inp = DecodeInputs(
-        devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
-        attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), mtp=axis(mtp, 3, nd),
-        batch=axis(b, 4, nd), kv_len=kv_len, mtp_acceptance=acceptance, eplb_perfect=eplb_perfect,
-        extra={"max_context": input_len + output_len},
+    workload = Workload(input_len=input_len, output_len=output_len, mtp_acceptance=acceptance)
+    choices = {"eplb": "perfect" if eplb_perfect else "default"}
+    dep = Deployment(
+        "decode", devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
+        attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), mtp=axis(mtp, 3, nd), batch=axis(b, 4, nd), **choices,
     )
-    res = evaluate_decode(hw, model, inp)
+    ev = evaluate(hw, model, workload, dep)
     shape = (len(st), len(tp), len(MICROBATCH_CHOICES), len(mtp), len(b))
-    fits = _full(res["fits"], shape, bool)
-    ok = _full(res["valid"], shape, bool) & fits
+    fits = _full(ev.fits, shape, bool)
+    ok = _full(ev.valid, shape, bool) & fits
     return Grid("decode", {"structure": st, "attn_tp": np.array(tp, float), "microbatches": np.array(MICROBATCH_CHOICES, float),
                            "mtp": np.array(mtp, float), "batch": b},
-                res, shape, _full(res["tokens_per_s_per_device"], shape), _full(res["tpot_s"], shape), ok, fits)
+                ev.result, shape, _full(ev.tokens_per_s_per_device, shape), _full(ev.latency_s, shape), ok, fits,
+                workload=workload, choices=choices)
 
 
 def prefill_grid(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,
@@ -73,18 +75,20 @@ def prefill_grid(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfec
     toks = [t for t in PREFILL_TOKENS_CHOICES if t >= hw["package.dies"]]
     nd = len(PREFILL_AXES)
     mtp = 1 if model["mtp.num_nextn_predict_layers"] > 0 else 0
-    inp = PrefillInputs(
-        devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
-        attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), tokens_per_device=axis(toks, 3, nd),
-        input_len=input_len, mtp=mtp, prefix_hit=prefix_hit, cache_path=cache_path, eplb_perfect=eplb_perfect,
+    workload = Workload(input_len=input_len, prefix_hit=prefix_hit)
+    choices = {"eplb": "perfect" if eplb_perfect else "default", "cache_path": cache_path}
+    dep = Deployment(
+        "prefill", devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
+        attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), tokens_per_device=axis(toks, 3, nd), mtp=mtp, **choices,
     )
-    res = evaluate_prefill(hw, model, inp)
+    ev = evaluate(hw, model, workload, dep)
     shape = (len(st), len(tp), len(MICROBATCH_CHOICES), len(toks))
-    fits = _full(res["fits"], shape, bool)
-    ok = _full(res["valid"], shape, bool) & fits
+    fits = _full(ev.fits, shape, bool)
+    ok = _full(ev.valid, shape, bool) & fits
     return Grid("prefill", {"structure": st, "attn_tp": np.array(tp, float), "microbatches": np.array(MICROBATCH_CHOICES, float),
                             "tokens_per_device": np.array(toks, float)},
-                res, shape, _full(res["tokens_per_s_per_device"], shape), _full(res["ttft_s"], shape), ok, fits, {"mtp": mtp})
+                ev.result, shape, _full(ev.tokens_per_s_per_device, shape), _full(ev.latency_s, shape), ok, fits, {"mtp": mtp},
+                workload=workload, choices=choices)
 
 
 def params_at(grid: Grid, flat_index: int) -> dict:
@@ -97,6 +101,11 @@ def params_at(grid: Grid, flat_index: int) -> dict:
     for name, i in zip(names[1:], idx[1:]):
         out[name] = int(grid.axes[name][i])
     return out
+
+
+def deployment_at(grid: Grid, flat_index: int) -> Deployment:
+    """The deployment of one grid point, as a `Deployment` a user can save and evaluate alone."""
+    return Deployment(grid.phase, **params_at(grid, flat_index), **(grid.choices or {}))
 
 
 def best_per_deployment(grid: Grid, slo_s: float | None) -> tuple[np.ndarray, np.ndarray]:

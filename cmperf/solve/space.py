@@ -14,13 +14,13 @@ import numpy as np
 
 from cmperf.costs.moe import placement
 from cmperf.errors import SpecError
+from cmperf.specs.deployment import MICROBATCH_CHOICES
 from cmperf.specs.loader import Spec
 
 REDUNDANT_CHOICES = (0, 32, 64, 128)
 #: Largest search evaluated at once: about 300 bytes of intermediate arrays per candidate.
 MAX_CANDIDATES = 4_000_000
 ATTN_TP_CHOICES = (1, 2, 4, 8)
-MICROBATCH_CHOICES = (1, 2, 3)
 MTP_CHOICES = (0, 1, 2)
 PREFILL_TOKENS_CHOICES = tuple(2**i for i in range(10, 18))
 

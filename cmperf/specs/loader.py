@@ -259,9 +259,13 @@ def parse_spec(path: Path, kind: str) -> Spec:
     )
 
 
+#: The folder of each kind of description file.
+FOLDERS = {"hardware": "hardware", "model": "models", "deployment": "deployments"}
+
+
 def search_dirs(kind: str) -> list[Path]:
-    """Where names are looked up: ./hardware (or ./models) first, then the installed copies."""
-    folder = "hardware" if kind == "hardware" else "models"
+    """Where names are looked up: ./hardware (./models, ./deployments) first, then the installed copies."""
+    folder = FOLDERS[kind]
     pkg = Path(cmperf.__file__).parent
     dirs = [Path.cwd() / folder, pkg / folder, pkg.parent / folder]
     seen, out = set(), []

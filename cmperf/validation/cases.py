@@ -114,15 +114,14 @@ def _bad_metric(case: Case):
 
 
 def _estimate(phase: str, hw_name: str, case: Case) -> dict:
-    from cmperf.estimate import Options, estimate
+    from cmperf.evaluation import DEPLOYMENT_FIELDS, WORKLOAD_FIELDS, estimate
 
     p = dict(case.params)
     model = p.pop("model", DEFAULT_MODEL)
-    fields = set(Options.__dataclass_fields__) - {"sets"}
-    unknown = set(p) - fields
+    unknown = set(p) - set(DEPLOYMENT_FIELDS) - set(WORKLOAD_FIELDS)
     if unknown:
         raise SpecError(f"unknown estimate option(s) {', '.join(sorted(unknown))}", where=f"{PUBLISHED_CSV.name}: line {case.line}")
-    return estimate(phase, hw_name, model, Options(**p))
+    return estimate(phase, hw_name, model, **p).result
 
 
 def eval_decode(case: Case, hw, model) -> float:
