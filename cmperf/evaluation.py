@@ -192,6 +192,15 @@ def model_inputs(workload: Workload, d: Deployment):
                          cache_path=d.cache_path, **common)
 
 
+def default_inputs(phase: str, **changes):
+    """The decode or prefill model's inputs for the paper's deployment and workload of the phase,
+    with some input fields changed (for tests and studies of the model itself). Decode KV is sized
+    for the mean context unless `extra` says otherwise."""
+    src = load_deployment(DEFAULT_DEPLOYMENTS[phase])
+    inp = model_inputs(src.workload or Workload(), src.deployment)
+    return replace(inp, **{**({"extra": {}} if phase == "decode" else {}), **changes})
+
+
 def _run(hw: Spec, model: Spec, workload: Workload, d: Deployment) -> Evaluation:
     hw_run = _with_core_split(hw, d)
     inp = model_inputs(workload, d)

@@ -27,18 +27,20 @@ from cmperf.units import DTYPE_BYTES
 STREAMS = ("attention", "moe")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DecodeInputs:
-    """One deployment, or many: every field may be a numpy array; all broadcast together."""
+    """One deployment, or many: every field may be a numpy array; all broadcast together.
 
-    devices: object = 160
-    ep: object = 320
-    batch: object = 96  # concurrent requests per device
-    kv_len: object = 4096 + 256 / 2  # mean context per request: the paper's input + output / 2
-    microbatches: object = 2
-    mtp: object = 1
-    mtp_acceptance: object = 0.7
-    redundant: object = 32
+    Built from a `Workload` and a `Deployment` by `cmperf.evaluation.model_inputs`."""
+
+    devices: object
+    ep: object
+    batch: object  # concurrent requests per device
+    kv_len: object  # mean context per request
+    microbatches: object
+    mtp: object
+    mtp_acceptance: object
+    redundant: object
     attn_tp: object = 1
     eplb_perfect: object = False
     extra: dict = field(default_factory=dict)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmperf.compose.decode import DecodeInputs, evaluate_decode
-from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+from cmperf.compose.decode import evaluate_decode
+from cmperf.compose.prefill import evaluate_prefill
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.report.files import write_run_dir
 from cmperf.solve.search import (
@@ -27,6 +27,15 @@ from cmperf.solve.plan import PlanRequest, plan
 from cmperf.solve.sizing import best_split
 from cmperf.solve.space import MICROBATCH_CHOICES, PREFILL_TOKENS_CHOICES, batch_grid, structures
 from cmperf.specs.loader import load_hardware, load_model
+from cmperf.evaluation import default_inputs
+
+
+def decode_inputs(**kw):
+    return default_inputs("decode", **kw)
+
+
+def prefill_inputs(**kw):
+    return default_inputs("prefill", **kw)
 
 HW = load_hardware("cloudmatrix384")
 MODEL = load_model("deepseek-r1")
@@ -58,7 +67,7 @@ def brute_decode():
     kv_len = INPUT_LEN + OUTPUT_LEN / 2.0
     tpot, tps, ok = [], [], []
     for s, tp, mb, k, b in itertools.product(range(len(st)), (1, 2, 4, 8), MICROBATCH_CHOICES, mtps, batches):
-        inp = DecodeInputs(
+        inp = decode_inputs(
             devices=float(st.devices[s]), ep=float(st.ep[s]), redundant=float(st.redundant[s]), attn_tp=float(tp),
             microbatches=float(mb), mtp=float(k), batch=float(b), kv_len=kv_len, mtp_acceptance=ACCEPTANCE,
             eplb_perfect=False, extra={"max_context": INPUT_LEN + OUTPUT_LEN},
@@ -77,7 +86,7 @@ def brute_prefill():
     toks = [t for t in PREFILL_TOKENS_CHOICES if t >= HW["package.dies"]]
     ttft, tps, ok = [], [], []
     for s, tp, mb, tok in itertools.product(range(len(st)), (1, 2, 4, 8), MICROBATCH_CHOICES, toks):
-        inp = PrefillInputs(
+        inp = prefill_inputs(
             devices=float(st.devices[s]), ep=float(st.ep[s]), redundant=float(st.redundant[s]), attn_tp=float(tp),
             microbatches=float(mb), tokens_per_device=float(tok), input_len=INPUT_LEN, mtp=1, prefix_hit=0.0,
             cache_path="ub", eplb_perfect=False,
