@@ -13,6 +13,7 @@ from cmperf.overrides import load_specs
 from cmperf.solve.records import explain, record
 from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, decode_grid, params_at, pareto_front, prefill_grid, ranked
 from cmperf.solve.sizing import best_split
+from cmperf.specs.deployment import Workload
 from cmperf.specs.deployment_file import load_deployment
 from cmperf.specs.loader import Spec
 
@@ -41,6 +42,11 @@ class PlanRequest:
     eplb: str = "default"
     prefix_hit: float = 0.0
     sets: dict = field(default_factory=dict)
+
+    @property
+    def workload(self) -> Workload:
+        return Workload(input_len=self.input_len, output_len=self.output_len, mtp_acceptance=self.mtp_acceptance,
+                        prefix_hit=self.prefix_hit, tpot_ms=self.tpot_ms, ttft_ms=self.ttft_ms)
 
 
 @dataclass
@@ -80,10 +86,12 @@ def estimate_command(rec: dict, req: PlanRequest) -> str:
 
 def _explain(rec: dict, req: PlanRequest, hw: Spec, model: Spec, grid: Grid) -> None:
     """Evaluate the deployment alone (what `cmperf estimate` runs) and attach what binds."""
-    explain(rec, hw, model, grid)
+    explain(rec, hw, model, grid, req.workload)
     rec["tpot_ms" if rec["phase"] == "decode" else "ttft_ms"] = rec["latency_ms"]
     rec["tpot_ms" if rec["phase"] == "prefill" else "ttft_ms"] = None
     rec["estimate"] = estimate_command(rec, req)
+    slo = f"-tpot{rec['slo_tpot_ms']:g}ms" if rec["phase"] == "decode" else ""
+    rec["deployment_file"] = f"deployment-{rec['phase']}{slo}-{rec['rank'] or 'paper'}.toml"
 
 
 def _differs(rec: dict, paper: dict) -> str:

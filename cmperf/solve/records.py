@@ -12,7 +12,7 @@ import numpy as np
 
 from cmperf.evaluation import evaluate
 from cmperf.solve.search import Grid, deployment_at, limit_reason
-from cmperf.specs.deployment import as_int
+from cmperf.specs.deployment import Workload, as_int
 from cmperf.specs.loader import Spec
 
 #: Relative agreement required between a grid point and the same deployment evaluated alone.
@@ -33,12 +33,13 @@ def record(grid: Grid, flat: int, slo_ms: float | None, dies_per_device: int) ->
     return rec
 
 
-def explain(rec: dict | None, hw: Spec, model: Spec, grid: Grid) -> dict | None:
+def explain(rec: dict | None, hw: Spec, model: Spec, grid: Grid, workload: Workload | None = None) -> dict | None:
     """Evaluate the record's deployment alone, attach what binds, and take the single evaluation's
-    numbers (the ones `cmperf estimate --deployment` reproduces) after checking the grid agrees."""
+    numbers (the ones `cmperf estimate --deployment` reproduces) after checking the grid agrees.
+    `workload` is the whole workload asked for (default: the grid's, which holds what the phase reads)."""
     if rec is None:
         return None
-    ev = evaluate(hw, model, grid.workload, rec["deployment_obj"])
+    ev = evaluate(hw, model, workload or grid.workload, rec["deployment_obj"])
     latency_ms = float(np.asarray(ev.latency_s)) * 1e3
     if not np.isclose(latency_ms, rec["latency_ms"], rtol=GRID_AGREEMENT_RTOL):
         raise AssertionError(f"the grid and a single evaluation disagree: {rec['latency_ms']} vs {latency_ms} ms for {rec['deployment']}")

@@ -152,19 +152,26 @@ def _toml_value(v) -> str:
 
 
 def deployment_toml(deployment: Deployment, *, name: str, description: str, source: tuple[str, str, str], kind: str, note: str = "",
-                    workload: Workload | None = None, hardware: str | None = None, model: str | None = None,
-                    overrides: dict | None = None) -> str:
-    """The text of a deployment file. `source` is (id, title, url) of the one source every value cites."""
+                    workload: Workload | None = None, workload_kind: str = "config", workload_note: str = "",
+                    hardware: str | None = None, model: str | None = None, overrides: dict | None = None) -> str:
+    """The text of a deployment file. `source` is (id, title, url) of the one source every value cites;
+    the deployment's values have `kind` and `note`, the workload's `workload_kind` and `workload_note`.
+    Choices that do not apply (the cache path in decode, the core split without overlap) are left out."""
     sid, title, url = source
     lines = ["[meta]", f"name = {_toml_value(name)}", f"description = {_toml_value(description)}", f"phase = {_toml_value(deployment.phase)}", "",
              "[sources]", f"{sid} = {{ title = {_toml_value(title)}, url = {_toml_value(url)} }}"]
-    tail = f", note = {_toml_value(note)}" if note else ""
+    skip = set()
+    if deployment.phase == "decode":
+        skip.add("cache_path")
+    if deployment.phase == "prefill" or deployment.microbatches == 1:
+        skip.add("attention_matrix_cores")
 
-    def section(keys: dict, obj) -> None:
+    def section(keys: dict, obj, kind: str, note: str) -> None:
+        tail = f", note = {_toml_value(note)}" if note else ""
         current = None
         for dotted, attr in keys.items():
             value = getattr(obj, attr)
-            if value is None:
+            if value is None or (obj is deployment and attr in skip):
                 continue
             table, key = dotted.split(".")
             if table != current:
@@ -173,9 +180,9 @@ def deployment_toml(deployment: Deployment, *, name: str, description: str, sour
             value = value if attr in _WORDS else as_int(value)
             lines.append(f"{key} = {{ value = {_toml_value(value)}, source = \"{sid}\", kind = \"{kind}\"{tail} }}")
 
-    section(DEPLOYMENT_KEYS, deployment)
+    section(DEPLOYMENT_KEYS, deployment, kind, note)
     if workload is not None:
-        section(WORKLOAD_KEYS, workload)
+        section(WORKLOAD_KEYS, workload, workload_kind, workload_note)
     if hardware or model or overrides:
         lines.extend(["", "[target]"])
         if hardware:

@@ -308,7 +308,7 @@ def explain(sc: Scenario, rec: dict | None) -> dict | None:
     if rec is None:
         return None
     grid = decode_grid_for(sc) if rec["phase"] == "decode" else prefill_grid_for(sc)
-    return explain_record(rec, sc.hw, sc.model, grid)
+    return explain_record(rec, sc.hw, sc.model, grid, sc.workload)
 
 
 # ---- refined optimum (continuous batch), for derivatives -----------------------------------------
