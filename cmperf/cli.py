@@ -18,7 +18,9 @@ from cmperf.errors import CmperfError
 hardware_app = typer.Typer(help="List and inspect hardware description files.", no_args_is_help=True)
 model_app = typer.Typer(help="List and inspect model description files.", no_args_is_help=True)
 app.add_typer(hardware_app, name="hardware")
+deployment_app = typer.Typer(help="List deployment description files.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+app.add_typer(deployment_app, name="deployment")
 
 
 def _version(value: bool):
@@ -93,6 +95,20 @@ def model_list(fmt: FormatOpt = Format.table):
 def model_show(name: Annotated[str, typer.Argument(help="Model name or .toml path.")] = "deepseek-r1", fmt: FormatOpt = Format.table, sets: SetOpt = None):
     """Show a model description with sources and derived figures (parameters, KV bytes, FLOPs)."""
     _show_spec("model", name, fmt, sets)
+
+
+@deployment_app.command("list")
+def deployment_list(fmt: FormatOpt = Format.table):
+    """List the deployment descriptions cmperf can find (the paper's and reference deployments)."""
+    from cmperf.report.render import emit
+    from cmperf.specs.deployment_file import load_deployment
+    from cmperf.specs.loader import known_names
+
+    rows = []
+    for name in known_names("deployment"):
+        f = load_deployment(name)
+        rows.append({"name": name, "phase": f.deployment.phase, "hardware": f.hardware or "", "description": f.description, "path": f.path})
+    emit(rows, fmt.value, title="deployment descriptions")
 
 
 @app.command()

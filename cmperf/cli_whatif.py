@@ -87,6 +87,7 @@ class _Progress:
 
 @app.command()
 def compare(
+    deployments: Annotated[Optional[list[str]], typer.Option("--deployment", help="Compare two deployments instead of two plans: give it twice, NAME or .toml path (baseline, then variant); the --variant-* options then change the variant's hardware.")] = None,
     variant_sets: Annotated[Optional[list[str]], typer.Option("--variant-set", help="Override for the variant only, KEY=VALUE (repeatable); also workload.* and search.max_mtp.")] = None,
     variant_scale: Annotated[Optional[list[str]], typer.Option("--variant-scale", help="Multiply every numeric key matching a glob for the variant, PATTERN=FACTOR (repeatable), e.g. 'moe_comm.*bandwidth*=0.5'.")] = None,
     variant_hardware: Annotated[Optional[str], typer.Option("--variant-hardware", help="Hardware of the variant (name or .toml path) [as --hardware].")] = None,
@@ -110,10 +111,17 @@ def compare(
 ):
     """Plan a baseline and a variant and show them side by side: best deployment, tokens/s per device, what binds."""
     from cmperf.errors import SpecError
+    from cmperf.report.deployments import deployment_compare_files, print_deployment_compare
     from cmperf.report.whatif import compare_files, print_compare
     from cmperf.whatif.compare import compare as run
     from cmperf.overrides import parse_set
 
+    if deployments:
+        _check_tag(tag)
+        result = _compare_deployments(deployments, hardware, model, sets, variant_sets, variant_scale, variant_hardware)
+        path = _write(out, "compare", lambda: deployment_compare_files(result), tag, overwrite, no_write)
+        print_deployment_compare(result, fmt.value, str(path) if path else None)
+        return
     if not (variant_sets or variant_scale or variant_hardware):
         raise SpecError("expected a variant: --variant-set KEY=VALUE, --variant-scale PATTERN=FACTOR or --variant-hardware NAME", where="--variant-set")
     _check_tag(tag)
@@ -125,6 +133,28 @@ def compare(
     result = run(base, variant)
     path = _write(out, "compare", lambda: compare_files(result), tag, overwrite, no_write)
     print_compare(result, fmt.value, str(path) if path else None)
+
+
+def _compare_deployments(deployments, hardware, model, sets, variant_sets, variant_scale, variant_hardware):
+    """Evaluate two deployments, each with the hardware, model, workload and overrides its file
+    names (or the options); the --variant-* options change the variant's hardware."""
+    from cmperf.errors import SpecError
+    from cmperf.evaluation import deployment_source, estimate
+    from cmperf.overrides import parse_set
+    from cmperf.whatif.compare import compare_deployments
+    from cmperf.whatif.core import scenario
+
+    if len(deployments) != 2:
+        raise SpecError(f"expected two deployments (baseline and variant), got {len(deployments)}", where="--deployment")
+    a, b = (deployment_source(d) for d in deployments)
+    hw = hardware if hardware != "cloudmatrix384" else None  # the option's default: each file names its own
+    base = estimate(a, hw, model, sets=parse_set(sets))
+    extra = parse_set(variant_sets, "--variant-set")
+    sc = scenario(variant_hardware or hw or b.hardware or base.hardware.path, model if model != "deepseek-r1" else b.model or model,
+                  layers=[({**b.overrides, **parse_set(sets)}, "--set"), ({k: v for k, v in extra.items() if not k.startswith("workload.")}, "--variant-set")],
+                  scales=[(variant_scale or [], "--variant-scale")], hardware_where="--variant-hardware" if variant_hardware else "--hardware")
+    variant = estimate(b, sc.hw, sc.model, sets={k: v for k, v in extra.items() if k.startswith("workload.")})
+    return compare_deployments(base, variant)
 
 
 @app.command()

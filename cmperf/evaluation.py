@@ -264,7 +264,7 @@ def deployment_source(deployment: str | Deployment | DeploymentFile) -> Deployme
     return load_deployment(DEFAULT_DEPLOYMENTS.get(deployment, deployment))
 
 
-def estimate(deployment: str | Deployment | DeploymentFile = "decode", hardware: str | None = None, model: str | None = None,
+def estimate(deployment: str | Deployment | DeploymentFile = "decode", hardware: str | Spec | None = None, model: str | Spec | None = None,
              workload: Workload | None = None, sets: dict | None = None, **changes) -> Evaluation:
     """Evaluate one deployment as a user states it: a starting deployment, single fields changed
     (`changes`: any `Deployment` or `Workload` field), and `--set` overrides (hardware, model and

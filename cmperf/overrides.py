@@ -83,6 +83,8 @@ def apply_to_spec(spec: Spec, sets: dict[str, Any], where: str = "--set") -> Spe
     return hw if spec.kind == "hardware" else model
 
 
-def load_specs(hardware: str, model: str, sets: dict[str, Any]) -> tuple[Spec, Spec, dict[str, Any]]:
-    """Load the hardware and model by name or path and apply `--set` overrides."""
-    return apply_overrides(load_hardware(hardware), load_model(model), sets)
+def load_specs(hardware: str | Spec, model: str | Spec, sets: dict[str, Any]) -> tuple[Spec, Spec, dict[str, Any]]:
+    """Load the hardware and model (by name or path, or as given) and apply `--set` overrides."""
+    hw = hardware if isinstance(hardware, Spec) else load_hardware(hardware)
+    m = model if isinstance(model, Spec) else load_model(model)
+    return apply_overrides(hw, m, sets)
