@@ -24,6 +24,7 @@ from cmperf.compose.decode import DecodeInputs, evaluate_decode, validate_decode
 from cmperf.compose.prefill import PrefillInputs, evaluate_prefill, validate_prefill
 from cmperf.costs.moe import placement
 from cmperf.errors import SpecError
+from cmperf.frames import Frame
 from cmperf.overrides import load_specs
 from cmperf.specs.deployment import MICROBATCH_CHOICES, Deployment, Workload, as_int
 from cmperf.specs.deployment_file import DeploymentFile, load_deployment
@@ -38,7 +39,7 @@ REDUNDANT_PREFERENCE = (32, 0)
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class Evaluation(Frame):
     """One evaluated deployment (or a grid of them: then every number is an array).
 
     Times in seconds, memory in bytes per die, throughput in tokens/s. `latency_s` is the TPOT in
@@ -96,12 +97,6 @@ class Evaluation:
                 rec[k] = as_int(v) if k in choices and isinstance(v, float) else v
             out.append(rec)
         return out
-
-    def to_frame(self):
-        """`to_records()` as a pandas DataFrame."""
-        import pandas as pd
-
-        return pd.DataFrame(self.to_records())
 
 
 # ---- what a deployment leaves open ------------------------------------------------------------------

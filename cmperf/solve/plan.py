@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cmperf.errors import InfeasibleError, SpecError
+from cmperf.frames import Frame
 from cmperf.evaluation import DEFAULT_DEPLOYMENTS
 from cmperf.overrides import load_specs
 from cmperf.solve.records import explain, record
@@ -50,7 +51,7 @@ class PlanRequest:
 
 
 @dataclass
-class PlanResult:
+class PlanResult(Frame):
     request: PlanRequest
     hw: Spec
     model: Spec
@@ -61,6 +62,14 @@ class PlanResult:
     decode_grid_size: int
     prefill_grid_size: int
     paper: list  # the paper's deployment at each SLO, for comparison
+
+    def to_records(self) -> list[dict]:
+        """One flat record per reported deployment (phase, SLO, rank, latency, throughput, choices, what binds)."""
+        return [{k: v for k, v in r.items() if k not in ("deployment_obj", "workload")} for r in self.records]
+
+    def deployments(self) -> list:
+        """The reported deployments as `Deployment`s, in record order."""
+        return [r["deployment_obj"] for r in self.records]
 
 
 def _record(grid: Grid, flat: int, phase: str, slo_tpot, slo_ttft, rank: int, dies_pkg: int, slo_s) -> dict:

@@ -38,7 +38,7 @@ def _is_grid(value) -> bool:
     return isinstance(value, np.ndarray) and value.ndim > 0
 
 
-def _check_number(name: str, value, lo: float, hi: float, whole: bool, where: str | None = None):
+def check_number(name: str, value, lo: float, hi: float, whole: bool, where: str | None = None):
     """A number (or array of numbers) in [lo, hi]; whole numbers where counts are meant."""
     where = where or _where(name)
     if value is None:
@@ -61,7 +61,7 @@ def _check_number(name: str, value, lo: float, hi: float, whole: bool, where: st
     return int(value) if whole else float(value)
 
 
-def _check_choice(name: str, value, choices: tuple, where: str | None = None):
+def check_choice(name: str, value, choices: tuple, where: str | None = None):
     if value not in choices:
         raise SpecError(f"expected {' or '.join(repr(c) for c in choices)}, got {value!r}", where=where or _where(name))
     return value
@@ -85,14 +85,14 @@ class Workload:
 
     def __post_init__(self):
         set_ = object.__setattr__
-        set_(self, "input_len", _check_number("input_len", self.input_len, 1, 10_000_000, True))
-        set_(self, "output_len", _check_number("output_len", self.output_len, 1, 10_000_000, True))
-        set_(self, "mtp_acceptance", _check_number("mtp_acceptance", self.mtp_acceptance, 0.0, 1.0, False))
-        set_(self, "prefix_hit", _check_number("prefix_hit", self.prefix_hit, 0.0, MAX_PREFIX_HIT, False))
-        set_(self, "kv_len", _check_number("kv_len", self.kv_len, 1, 10_000_000, False))
+        set_(self, "input_len", check_number("input_len", self.input_len, 1, 10_000_000, True))
+        set_(self, "output_len", check_number("output_len", self.output_len, 1, 10_000_000, True))
+        set_(self, "mtp_acceptance", check_number("mtp_acceptance", self.mtp_acceptance, 0.0, 1.0, False))
+        set_(self, "prefix_hit", check_number("prefix_hit", self.prefix_hit, 0.0, MAX_PREFIX_HIT, False))
+        set_(self, "kv_len", check_number("kv_len", self.kv_len, 1, 10_000_000, False))
         tpot = (self.tpot_ms,) if isinstance(self.tpot_ms, (int, float)) else tuple(self.tpot_ms)
-        set_(self, "tpot_ms", tuple(_check_number("tpot", t, 1e-3, 1e9, False, "--tpot") for t in tpot))
-        set_(self, "ttft_ms", _check_number("ttft", self.ttft_ms, 1e-3, 1e12, False, "--ttft"))
+        set_(self, "tpot_ms", tuple(check_number("tpot", t, 1e-3, 1e9, False, "--tpot") for t in tpot))
+        set_(self, "ttft_ms", check_number("ttft", self.ttft_ms, 1e-3, 1e12, False, "--ttft"))
 
     def with_fields(self, **changes) -> "Workload":
         """A copy with some fields changed; None leaves a field as it is."""
@@ -119,13 +119,13 @@ class Deployment:
 
     def __post_init__(self):
         set_ = object.__setattr__
-        _check_choice("phase", self.phase, PHASES, "PHASE")
+        check_choice("phase", self.phase, PHASES, "PHASE")
         for name, lo, hi in (("devices", 1, 1_000_000), ("ep", 1, 1_000_000), ("attn_tp", 1, 1024), ("redundant", 0, 100_000),
                              ("microbatches", 1, 8), ("attention_matrix_cores", 1, 1024), ("mtp", 0, 8),
                              ("batch", 1, 1_000_000), ("tokens_per_device", 1, 100_000_000)):
-            set_(self, name, _check_number(name, getattr(self, name), lo, hi, True))
-        _check_choice("eplb", self.eplb, EPLB_CHOICES)
-        _check_choice("cache_path", self.cache_path, CACHE_PATHS)
+            set_(self, name, check_number(name, getattr(self, name), lo, hi, True))
+        check_choice("eplb", self.eplb, EPLB_CHOICES)
+        check_choice("cache_path", self.cache_path, CACHE_PATHS)
         if self.devices is None:
             raise SpecError("expected the number of devices of the instance", where="--devices")
         other = "prefill" if self.phase == "decode" else "decode"
