@@ -18,14 +18,12 @@ user gives none), and `[target]`, the hardware, model and overrides it was set f
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cmperf.errors import SpecError
 from cmperf.specs.deployment import Deployment, Workload, as_int
-from cmperf.specs.loader import resolve, unknown_key_message
-from cmperf.specs.schema import KINDS
+from cmperf.specs.loader import check_entry, read_toml, resolve, unknown_key_message
 
 #: File key -> Deployment field.
 DEPLOYMENT_KEYS = {
@@ -50,7 +48,6 @@ WORKLOAD_KEYS = {
     "workload.mean_context_tokens": "kv_len",
 }
 _WORDS = {"cache_path", "eplb"}
-_ENTRY_KEYS = {"value", "source", "kind", "note"}
 _META_KEYS = {"name", "description", "phase"}
 _TARGET_KEYS = {"hardware", "model", "overrides"}
 
@@ -68,31 +65,10 @@ class DeploymentFile:
     description: str = ""
 
 
-def _entry(entry, dotted: str, sources: dict, where: str):
-    kw = f"{where}: {dotted}"
-    if not isinstance(entry, dict) or "value" not in entry:
-        raise SpecError('expected { value = ..., source = "...", kind = "..." }', where=kw)
-    extra = set(entry) - _ENTRY_KEYS
-    if extra:
-        raise SpecError(f"unexpected field(s) {', '.join(sorted(extra))}; expected value, source, kind, note", where=kw)
-    if entry.get("source") not in sources:
-        raise SpecError(f"source {entry.get('source')!r} is not in [sources] (known: {', '.join(sorted(sources))})", where=kw)
-    if entry.get("kind") not in KINDS:
-        raise SpecError(f"kind must be one of {', '.join(KINDS)}, got {entry.get('kind')!r}", where=kw)
-    if not isinstance(entry.get("note", ""), str):
-        raise SpecError("note must be a string", where=kw)
-    return entry["value"]
-
-
 def parse_deployment(path: Path) -> DeploymentFile:
     """Parse and validate one deployment file; every failure names the file and the key."""
     where = str(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"TOML syntax error: {exc}", where=where) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the file: {exc}", where=where) from None
+    doc = read_toml(path)
     meta = doc.pop("meta", None)
     if not isinstance(meta, dict) or set(meta) - _META_KEYS or not all(isinstance(meta.get(k), str) for k in _META_KEYS):
         raise SpecError("expected a [meta] table with name, description and phase (strings)", where=where)
@@ -118,7 +94,8 @@ def parse_deployment(path: Path) -> DeploymentFile:
             dotted = f"{section}.{key}"
             if dotted not in known:
                 raise SpecError(unknown_key_message(dotted, list(known)), where=where)
-            value = _entry(entry, dotted, sources, where)
+            check_entry(entry, sources, f"{where}: {dotted}", must_say_kind=section)
+            value = entry["value"]
             attr = known[dotted]
             if attr not in _WORDS and isinstance(value, str):
                 raise SpecError(f"expected a number, got {value!r}", where=f"{where}: {dotted}")

@@ -181,15 +181,45 @@ def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
             raise SpecError("arch.first_k_dense_replace exceeds arch.num_hidden_layers", where=where)
 
 
+def read_toml(path: Path) -> dict:
+    """The TOML document in a file; a syntax or read error is a SpecError naming the file."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"TOML syntax error: {exc}", where=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read the file: {exc}", where=str(path)) from None
+
+
+def check_entry(entry: Any, sources: Mapping, where: str, must_say_kind: str | None = "this") -> Provenance:
+    """A value table `{ value = ..., source = "...", kind = "...", note = "..." }`: its provenance,
+    or a SpecError naming `where` (the file and key). `must_say_kind` names the table whose values
+    must give their kind (None: the kind may be left out). The value itself is checked by the caller."""
+    if not isinstance(entry, dict) or "value" not in entry:
+        raise SpecError('expected { value = ..., source = "..." }', where=where)
+    extra = set(entry) - _ENTRY_KEYS
+    if extra:
+        raise SpecError(f"unexpected field(s) {', '.join(sorted(extra))}; expected value, source, kind, note", where=where)
+    src = entry.get("source")
+    if not isinstance(src, str):
+        raise SpecError("missing 'source': every value cites an entry of [sources]", where=where)
+    if src not in sources:
+        raise SpecError(f"source '{src}' is not in [sources] (known: {', '.join(sorted(sources))})", where=where)
+    if "kind" not in entry and must_say_kind:
+        raise SpecError(f"missing 'kind': a {must_say_kind}.* value must say how it was obtained ({', '.join(KINDS)})", where=where)
+    kind_ = entry.get("kind", "paper")
+    if kind_ not in KINDS:
+        raise SpecError(f"kind must be one of {', '.join(KINDS)}, got {kind_!r}", where=where)
+    note = entry.get("note", "")
+    if not isinstance(note, str):
+        raise SpecError("note must be a string", where=where)
+    return Provenance(source=src, kind=kind_, note=note)
+
+
 def parse_spec(path: Path, kind: str) -> Spec:
     """Parse and validate one file. `kind` is "hardware" or "model"."""
     where = str(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"TOML syntax error: {exc}", where=where) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the file: {exc}", where=where) from None
+    doc = read_toml(path)
     fields = HARDWARE_FIELDS if kind == "hardware" else MODEL_FIELDS
     sections = {k.split(".")[0] for k in fields}
 
@@ -223,26 +253,8 @@ def parse_spec(path: Path, kind: str) -> Spec:
             if spec_field is None:
                 raise SpecError(unknown_key_message(dotted, fields), where=where)
             kw = f"{where}: {dotted}"
-            if not isinstance(entry, dict) or "value" not in entry:
-                raise SpecError('expected { value = ..., source = "..." }', where=kw)
-            extra = set(entry) - _ENTRY_KEYS
-            if extra:
-                raise SpecError(f"unexpected field(s) {', '.join(sorted(extra))}; expected value, source, kind, note", where=kw)
-            src = entry.get("source")
-            if not isinstance(src, str):
-                raise SpecError("missing 'source': every value cites an entry of [sources]", where=kw)
-            if src not in sources:
-                raise SpecError(f"source '{src}' is not in [sources] (known: {', '.join(sorted(sources))})", where=kw)
-            if "kind" not in entry and section in MUST_SAY_KIND:
-                raise SpecError(f"missing 'kind': a {section}.* value must say how it was obtained ({', '.join(KINDS)})", where=kw)
-            kind_ = entry.get("kind", "paper")
-            if kind_ not in KINDS:
-                raise SpecError(f"kind must be one of {', '.join(KINDS)}, got {kind_!r}", where=kw)
-            note = entry.get("note", "")
-            if not isinstance(note, str):
-                raise SpecError("note must be a string", where=kw)
+            prov[dotted] = check_entry(entry, sources, kw, must_say_kind=section if section in MUST_SAY_KIND else None)
             values[dotted] = _check_value(entry["value"], spec_field, where=kw)
-            prov[dotted] = Provenance(source=src, kind=kind_, note=note)
 
     missing = [k for k, f in fields.items() if not f.optional and k not in values]
     if missing:
