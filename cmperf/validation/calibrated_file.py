@@ -15,13 +15,9 @@ import re
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cmperf.errors import SpecError
 from cmperf.specs.loader import parse_spec
-
-if TYPE_CHECKING:
-    from cmperf.validation.calibrate import Calibration
 
 #: Digits a fitted value is written with.
 SIGNIFICANT_DIGITS = 6
@@ -126,8 +122,8 @@ def default_out_path(hardware_path: Path) -> Path:
     return Path.cwd() / "hardware" / f"{hardware_path.stem}-calibrated.toml"
 
 
-def write_calibrated(cal: Calibration, out: str | Path | None = None, overwrite: bool = False) -> Path:
-    """Write the original hardware file with the fitted values replaced (kind "fitted", a note with
+def write_calibrated(cal, out: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Write the original hardware file of a `Calibration` with the fitted values replaced (kind "fitted", a note with
     the fit's residuals, a [sources] entry for the measurements file) and check that it loads."""
     import tomllib
 
