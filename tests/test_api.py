@@ -150,3 +150,12 @@ def test_examples_run(script, tmp_path):
                        timeout=120)
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr and p.stdout.strip()
+
+
+def test_the_readme_python_example_runs(tmp_path):
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Python API", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "TPOT" in p.stdout
