@@ -6,6 +6,9 @@ Heavy imports stay inside the commands, so `cmperf --help` stays fast.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import typer
@@ -25,6 +28,52 @@ OutOpt = Annotated[str, typer.Option("--out", help="Directory that receives the 
 TagOpt = Annotated[Optional[str], typer.Option(help="Name the report folder COMMAND-TAG [UTC timestamp].")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing COMMAND-TAG folder.")]
 NoWriteOpt = Annotated[bool, typer.Option("--no-write", help="Print only; write no report files.")]
+
+
+def _common_options(
+    tpot: TpotOpt = None,
+    ttft: TtftOpt = None,
+    input_len: InputOpt = 4096,
+    output_len: OutputOpt = 256,
+    mtp_acceptance: AccOpt = 0.7,
+    prefix_hit: HitOpt = 0.0,
+    cache_path: CacheOpt = CachePath.ub,
+    devices: DevicesOpt = None,
+    hardware: HardwareOpt = "cloudmatrix384",
+    model: ModelOpt = "deepseek-r1",
+    sets: SetOpt = None,
+    eplb: EplbOpt = Eplb.default,
+    out: OutOpt = "reports",
+    tag: TagOpt = None,
+    overwrite: OverwriteOpt = False,
+    no_write: NoWriteOpt = False,
+    fmt: FormatOpt = Format.table,
+):
+    """The options every what-if command shares (a signature only; see `whatif_command`)."""
+
+
+_COMMON = list(inspect.signature(_common_options, eval_str=True).parameters.values())
+
+
+def whatif_command(*, without: tuple = ()):
+    """Register a what-if command whose own parameters come first, then the shared options (less
+    `without`); the function receives the shared ones as `opts` (attributes by option name)."""
+
+    def register(fn):
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "opts"]
+        names = {p.name for p in own}
+        common = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _COMMON if p.name not in names and p.name not in without]
+
+        @functools.wraps(fn)
+        def command(**kw):
+            return fn(opts=SimpleNamespace(**{p.name: kw.pop(p.name) for p in common}), **kw)
+
+        del command.__wrapped__
+        command.__signature__ = inspect.Signature(own + common)
+        command.__annotations__ = {p.name: p.annotation for p in own + common}
+        return app.command(name=fn.__name__)(command)
+
+    return register
 
 
 def _tpots(tpot) -> tuple:
@@ -57,6 +106,16 @@ def _base(hardware, model, sets, *, tpot=None, ttft=None, input_len=4096, output
                     ttft_ms=parse_ms(ttft, "--ttft") if ttft else None)
 
 
+def _scenario(o, hardware=None, **layers):
+    """The scenario the shared options describe (`hardware` and override layers as `_base` takes them)."""
+    return _base(hardware or o.hardware, o.model, o.sets, tpot=o.tpot, ttft=o.ttft, input_len=o.input_len, output_len=o.output_len,
+                 mtp_acceptance=o.mtp_acceptance, prefix_hit=o.prefix_hit, cache_path=o.cache_path, devices=o.devices, eplb=o.eplb, **layers)
+
+
+def _write_opts(o, prefix, files_fn):
+    return _write(o.out, prefix, files_fn, o.tag, o.overwrite, o.no_write)
+
+
 class _Progress:
     """A transient rich progress bar on stderr, or nothing for short runs."""
 
@@ -85,29 +144,13 @@ class _Progress:
         return False
 
 
-@app.command()
+@whatif_command()
 def compare(
     deployments: Annotated[Optional[list[str]], typer.Option("--deployment", help="Compare two deployments instead of two plans: give it twice, NAME or .toml path (baseline, then variant); the --variant-* options then change the variant's hardware.")] = None,
     variant_sets: Annotated[Optional[list[str]], typer.Option("--variant-set", help="Override for the variant only, KEY=VALUE (repeatable); also workload.* and search.max_mtp.")] = None,
     variant_scale: Annotated[Optional[list[str]], typer.Option("--variant-scale", help="Multiply every numeric key matching a glob for the variant, PATTERN=FACTOR (repeatable), e.g. 'moe_comm.*bandwidth*=0.5'.")] = None,
     variant_hardware: Annotated[Optional[str], typer.Option("--variant-hardware", help="Hardware of the variant (name or .toml path) [as --hardware].")] = None,
-    tpot: TpotOpt = None,
-    ttft: TtftOpt = None,
-    input_len: InputOpt = 4096,
-    output_len: OutputOpt = 256,
-    mtp_acceptance: AccOpt = 0.7,
-    prefix_hit: HitOpt = 0.0,
-    cache_path: CacheOpt = CachePath.ub,
-    devices: DevicesOpt = None,
-    hardware: HardwareOpt = "cloudmatrix384",
-    model: ModelOpt = "deepseek-r1",
-    sets: SetOpt = None,
-    eplb: EplbOpt = Eplb.default,
-    out: OutOpt = "reports",
-    tag: TagOpt = None,
-    overwrite: OverwriteOpt = False,
-    no_write: NoWriteOpt = False,
-    fmt: FormatOpt = Format.table,
+    opts=None,
 ):
     """Plan a baseline and a variant and show them side by side: best deployment, tokens/s per device, what binds."""
     from cmperf.errors import SpecError
@@ -116,23 +159,21 @@ def compare(
     from cmperf.whatif.compare import compare as run
     from cmperf.overrides import parse_set
 
+    o = opts
+    _check_tag(o.tag)
     if deployments:
-        _check_tag(tag)
-        result = _compare_deployments(deployments, hardware, model, sets, variant_sets, variant_scale, variant_hardware)
-        path = _write(out, "compare", lambda: deployment_compare_files(result), tag, overwrite, no_write)
-        print_deployment_compare(result, fmt.value, str(path) if path else None)
+        result = _compare_deployments(deployments, o.hardware, o.model, o.sets, variant_sets, variant_scale, variant_hardware)
+        path = _write_opts(o, "compare", lambda: deployment_compare_files(result))
+        print_deployment_compare(result, o.fmt.value, str(path) if path else None)
         return
     if not (variant_sets or variant_scale or variant_hardware):
         raise SpecError("expected a variant: --variant-set KEY=VALUE, --variant-scale PATTERN=FACTOR or --variant-hardware NAME", where="--variant-set")
-    _check_tag(tag)
-    common = dict(tpot=tpot, ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance, prefix_hit=prefix_hit,
-                  cache_path=cache_path, devices=devices, eplb=eplb)
-    base = _base(hardware, model, sets, **common)
-    variant = _base(variant_hardware or hardware, model, sets, **common, extra_layers=[(parse_set(variant_sets, "--variant-set"), "--variant-set")],
-                    scales=[(variant_scale or [], "--variant-scale")], hardware_where="--variant-hardware" if variant_hardware else "--hardware")
+    base = _scenario(o)
+    variant = _scenario(o, hardware=variant_hardware or o.hardware, extra_layers=[(parse_set(variant_sets, "--variant-set"), "--variant-set")],
+                        scales=[(variant_scale or [], "--variant-scale")], hardware_where="--variant-hardware" if variant_hardware else "--hardware")
     result = run(base, variant)
-    path = _write(out, "compare", lambda: compare_files(result), tag, overwrite, no_write)
-    print_compare(result, fmt.value, str(path) if path else None)
+    path = _write_opts(o, "compare", lambda: compare_files(result))
+    print_compare(result, o.fmt.value, str(path) if path else None)
 
 
 def _compare_deployments(deployments, hardware, model, sets, variant_sets, variant_scale, variant_hardware):
@@ -157,137 +198,80 @@ def _compare_deployments(deployments, hardware, model, sets, variant_sets, varia
     return compare_deployments(base, variant)
 
 
-@app.command()
+@whatif_command()
 def sweep(
     specs: Annotated[Optional[list[str]], typer.Argument(metavar="KEY=START:STOP:STEPS...", show_default=False, help=(
         "One or two keys to sweep linearly from START to STOP in STEPS points (2-1000): any numeric hardware or model key "
         "(see `show --format json`), workload.input_len, workload.output_len, workload.mtp_acceptance, workload.prefix_hit, "
         "search.max_mtp, slo.tpot_ms or slo.ttft_ms."))] = None,
-    tpot: TpotOpt = None,
-    ttft: TtftOpt = None,
-    input_len: InputOpt = 4096,
-    output_len: OutputOpt = 256,
-    mtp_acceptance: AccOpt = 0.7,
-    prefix_hit: HitOpt = 0.0,
-    cache_path: CacheOpt = CachePath.ub,
-    devices: DevicesOpt = None,
-    hardware: HardwareOpt = "cloudmatrix384",
-    model: ModelOpt = "deepseek-r1",
-    sets: SetOpt = None,
-    eplb: EplbOpt = Eplb.default,
-    out: OutOpt = "reports",
-    tag: TagOpt = None,
-    overwrite: OverwriteOpt = False,
-    no_write: NoWriteOpt = False,
-    fmt: FormatOpt = Format.table,
+    opts=None,
 ):
     """Re-plan at every point of a one- or two-key sweep; write a table, sweep.csv and SVG plots."""
     from cmperf.report.whatif import print_sweep, sweep_files
     from cmperf.whatif.sweep import n_points, parse_axes, run_sweep
 
-    _check_tag(tag)
-    base = _base(hardware, model, sets, tpot=tpot, ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
-                 prefix_hit=prefix_hit, cache_path=cache_path, devices=devices, eplb=eplb)
+    _check_tag(opts.tag)
+    base = _scenario(opts)
     axes = parse_axes(specs or [], base)
     with _Progress(n_points(axes), "sweep") as bar:
         result = run_sweep(base, axes, progress=bar.advance)
-    path = _write(out, "sweep", lambda: sweep_files(result), tag, overwrite, no_write)
-    print_sweep(result, fmt.value, str(path) if path else None)
+    path = _write_opts(opts, "sweep", lambda: sweep_files(result))
+    print_sweep(result, opts.fmt.value, str(path) if path else None)
 
 
-@app.command()
+@whatif_command()
 def sensitivity(
     keys: Annotated[Optional[list[str]], typer.Option("--key", help="Only these hardware keys: a key, a prefix (scaleup.) or a glob (repeatable) [all].")] = None,
     step: Annotated[float, typer.Option(help="Relative step of the finite differences.", **bounds(0.001, 0.5))] = 0.1,
-    tpot: TpotOpt = None,
-    ttft: TtftOpt = None,
-    input_len: InputOpt = 4096,
-    output_len: OutputOpt = 256,
-    mtp_acceptance: AccOpt = 0.7,
-    prefix_hit: HitOpt = 0.0,
-    cache_path: CacheOpt = CachePath.ub,
-    devices: DevicesOpt = None,
-    hardware: HardwareOpt = "cloudmatrix384",
-    model: ModelOpt = "deepseek-r1",
-    sets: SetOpt = None,
-    eplb: EplbOpt = Eplb.default,
-    out: OutOpt = "reports",
-    tag: TagOpt = None,
-    overwrite: OverwriteOpt = False,
-    no_write: NoWriteOpt = False,
-    fmt: FormatOpt = Format.table,
+    opts=None,
 ):
     """Rank hardware parameters by the elasticity of the best decode (per TPOT SLO) and prefill throughput."""
     from cmperf.report.whatif import print_sensitivity, sensitivity_files
     from cmperf.whatif.sensitivity import n_evaluations
     from cmperf.whatif.sensitivity import sensitivity as run
 
-    _check_tag(tag)
-    base = _base(hardware, model, sets, tpot=tpot, ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
-                 prefix_hit=prefix_hit, cache_path=cache_path, devices=devices, eplb=eplb)
+    _check_tag(opts.tag)
+    base = _scenario(opts)
     with _Progress(n_evaluations(base, keys), "sensitivity") as bar:
         result = run(base, step, keys, progress=bar.advance)
-    path = _write(out, "sensitivity", lambda: sensitivity_files(result), tag, overwrite, no_write)
-    print_sensitivity(result, fmt.value, str(path) if path else None)
+    path = _write_opts(opts, "sensitivity", lambda: sensitivity_files(result))
+    print_sensitivity(result, opts.fmt.value, str(path) if path else None)
 
 
-@app.command()
+@whatif_command(without=("devices",))
 def capacity(
     rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **bounds(1e-6, 1e7))],
     tpot: Annotated[str, typer.Option("--tpot", help="TPOT SLO: 50 or 50ms.")] = "50",
-    ttft: TtftOpt = None,
-    input_len: InputOpt = 4096,
-    output_len: OutputOpt = 256,
-    mtp_acceptance: AccOpt = 0.7,
-    prefix_hit: HitOpt = 0.0,
-    cache_path: CacheOpt = CachePath.ub,
-    hardware: HardwareOpt = "cloudmatrix384",
-    model: ModelOpt = "deepseek-r1",
-    sets: SetOpt = None,
-    eplb: EplbOpt = Eplb.default,
-    out: OutOpt = "reports",
-    tag: TagOpt = None,
-    overwrite: OverwriteOpt = False,
-    no_write: NoWriteOpt = False,
-    fmt: FormatOpt = Format.table,
+    opts=None,
 ):
     """Prefill and decode devices (and supernodes) that serve a request rate under the SLOs."""
     from cmperf.report.whatif import capacity_files, print_capacity
     from cmperf.whatif.capacity import capacity as run
 
-    _check_tag(tag)
-    sc = _base(hardware, model, sets, tpot=[tpot], ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance,
-               prefix_hit=prefix_hit, cache_path=cache_path, eplb=eplb)
+    _check_tag(opts.tag)
+    opts.tpot, opts.devices = [tpot], None
+    sc = _scenario(opts)
     result = run(sc, rate)
-    path = _write(out, "capacity", lambda: capacity_files(result, sc), tag, overwrite, no_write)
-    print_capacity(result, sc, fmt.value, str(path) if path else None)
+    path = _write_opts(opts, "capacity", lambda: capacity_files(result, sc))
+    print_capacity(result, sc, opts.fmt.value, str(path) if path else None)
 
 
-@app.command()
+@whatif_command(without=("tpot", "ttft", "output_len", "mtp_acceptance", "prefix_hit", "cache_path"))
 def cache(
     hits: Annotated[str, typer.Option("--hits", help="Prefix-cache hit rates: START:STOP:STEPS or a comma list, in [0, 0.999].")] = "0:0.9:10",
-    input_len: InputOpt = 4096,
     devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [the paper's prefill deployment's].", **bounds(1, 1_000_000))] = None,
     ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [the paper's, or with --devices the instance's dies].", **bounds(1, 1_000_000))] = None,
     tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [the paper's].", **bounds(1, 100_000_000))] = None,
     microbatches: Annotated[Optional[int], typer.Option(help="Microbatches [the paper's].", **bounds(1, 8))] = None,
-    hardware: HardwareOpt = "cloudmatrix384",
-    model: ModelOpt = "deepseek-r1",
-    sets: SetOpt = None,
-    eplb: EplbOpt = Eplb.default,
-    out: OutOpt = "reports",
-    tag: TagOpt = None,
-    overwrite: OverwriteOpt = False,
-    no_write: NoWriteOpt = False,
-    fmt: FormatOpt = Format.table,
+    opts=None,
 ):
     """Prefix caching: TTFT and prefill tokens/s per device with cached KV loaded over UB, over VPC, or recomputed."""
     from cmperf.report.whatif import cache_files, print_cache
     from cmperf.whatif.cache import cache_table, parse_hits
 
-    _check_tag(tag)
+    _check_tag(opts.tag)
     hit_list = parse_hits(hits)
-    sc = _base(hardware, model, sets, input_len=input_len, eplb=eplb)
+    sc = _base(opts.hardware, opts.model, opts.sets, input_len=opts.input_len, eplb=opts.eplb)
     result = cache_table(sc, hit_list, devices, ep, tokens_per_device, microbatches)
-    path = _write(out, "cache", lambda: cache_files(result), tag, overwrite, no_write)
-    print_cache(result, fmt.value, str(path) if path else None)
+    path = _write_opts(opts, "cache", lambda: cache_files(result))
+    print_cache(result, opts.fmt.value, str(path) if path else None)
