@@ -88,8 +88,8 @@ def compare(baseline: str | Deployment | Evaluation = "decode", variant: str | D
         hw = variant_hardware if variant_hardware is not None else base.hardware
         if not isinstance(hw, Spec):
             hw = apply_overrides(load_hardware(hw), base.model, {k: v for k, v in _sets(sets).items() if k in hw_keys()})[0]
-        hw, m, wl_changes = apply_overrides(hw, base.model, _sets(variant_sets), "--variant-set")
-        scales = [f"{k}={v}" for k, v in (variant_scale or {}).items()]
+        hw, m, wl_changes = apply_overrides(hw, base.model, _sets(variant_sets, "variant_sets"), "--variant-set")
+        scales = [f"{k}={v}" for k, v in _sets(variant_scale, "variant_scale").items()]
         sc = apply_scales(Scenario(hw=hw, model=m), scales, "--variant-scale")
         if variant is None:
             other = _estimate(base.deployment, sc.hw, sc.model, base.workload.with_fields(**wl_changes))
@@ -134,11 +134,11 @@ def _name(value, what: str) -> str:
     return value
 
 
-def _sets(sets) -> dict:
+def _sets(sets, what: str = "sets") -> dict:
     if sets is None:
         return {}
     if not isinstance(sets, dict):
-        raise SpecError(f"expected a dict of KEY: VALUE overrides, got {sets!r}", where="sets")
+        raise SpecError(f"expected a dict of KEY: VALUE items, got {sets!r}", where=what)
     return {str(k): v for k, v in sets.items()}
 
 

@@ -266,6 +266,13 @@ def estimate(deployment: str | Deployment | DeploymentFile = "decode", hardware:
     workload keys). Hardware, model, workload and overrides default to those the deployment file
     names, then to cloudmatrix384 / deepseek-r1 / `Workload()`."""
     src = deployment_source(deployment)
+    if workload is not None and not isinstance(workload, Workload):
+        raise SpecError(f"expected a cmperf Workload, got {workload!r}", where="workload")
+    if sets is not None and not isinstance(sets, dict):
+        raise SpecError(f"expected a dict of KEY: VALUE overrides, got {sets!r}", where="--set")
+    for name, value in (("hardware", hardware), ("model", model)):
+        if value is not None and not isinstance(value, (str, Spec)):
+            raise SpecError(f"expected a name, a path or a loaded description, got {value!r}", where=f"--{name}")
     unknown = [k for k in changes if k not in WORKLOAD_FIELDS and k not in DEPLOYMENT_FIELDS]
     if unknown:
         raise SpecError(f"unknown field {unknown[0]!r}; expected one of {', '.join(DEPLOYMENT_FIELDS + WORKLOAD_FIELDS)}", where="estimate")

@@ -90,6 +90,13 @@ def test_compare_sweep_capacity_return_tables():
     lambda: cmperf.sweep("nonsense"),
     lambda: cmperf.Workload(input_len=0),
     lambda: cmperf.Deployment("decode", devices=16),
+    lambda: cmperf.estimate("decode", workload="long prompts"),
+    lambda: cmperf.estimate("decode", sets=["die.hbm_bandwidth_bytes_per_s=1e12"]),
+    lambda: cmperf.estimate("decode", hardware=3),
+    lambda: cmperf.estimate("decode", sets={"die.hbm_bandwidth_bytes_per_s": "fast"}),
+    lambda: cmperf.compare("decode", variant_scale="half"),
+    lambda: cmperf.compare("decode", variant_scale={"no.such.*": 0.5}),
+    lambda: cmperf.compare("decode", variant_hardware="no-such-machine"),
 ])
 def test_bad_arguments_raise_spec_error(call):
     with pytest.raises(cmperf.SpecError):
