@@ -285,5 +285,8 @@ def estimate(deployment: str | Deployment | DeploymentFile = "decode", hardware:
                                 {**src.overrides, **(sets or {})})
     wl = (workload or src.workload or Workload()).with_fields(**wl_sets)
     wl = wl.with_fields(**{k: v for k, v in given.items() if k in WORKLOAD_FIELDS})
-    dep = src.deployment.with_fields(**{k: v for k, v in given.items() if k in DEPLOYMENT_FIELDS})
+    dep = src.deployment
+    if hardware is not None and src.hardware and (hardware.name if isinstance(hardware, Spec) else hardware) != src.hardware:
+        dep = replace(dep, ep=None, redundant=None)  # the file's EP and redundancy are for its own hardware's dies
+    dep = dep.with_fields(**{k: v for k, v in given.items() if k in DEPLOYMENT_FIELDS})
     return evaluate(hw, m, wl, dep)

@@ -166,3 +166,9 @@ def test_the_readme_python_example_runs(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "TPOT" in p.stdout
+
+
+def test_the_papers_deployment_on_other_hardware_takes_one_rank_per_die():
+    ev = cmperf.estimate("decode", hardware="h800")
+    assert ev.deployment.devices == 160 and ev.deployment.ep == 160  # one die per H800
+    assert bool(ev.feasible)
