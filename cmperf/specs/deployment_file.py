@@ -110,9 +110,16 @@ def parse_deployment(path: Path) -> DeploymentFile:
     return DeploymentFile(deployment, workload, target.get("hardware"), target.get("model"), pairs, where, meta["description"])
 
 
+_CACHE: dict[tuple[str, float], DeploymentFile] = {}
+
+
 def load_deployment(name_or_path: str) -> DeploymentFile:
-    """A deployment by name (see `deployments/`) or by path to a .toml file."""
-    return parse_deployment(resolve(name_or_path, "deployment"))
+    """A deployment by name (see `deployments/`) or by path to a .toml file (parsed once per file version)."""
+    path = resolve(name_or_path, "deployment")
+    key = (str(path.resolve()), path.stat().st_mtime)
+    if key not in _CACHE:
+        _CACHE[key] = parse_deployment(path)
+    return _CACHE[key]
 
 
 # ---- writing ------------------------------------------------------------------------------------------
