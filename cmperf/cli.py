@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from cmperf import __version__
-from cmperf.cli_options import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, Phase, SetOpt, app, bounds, parse_ms
+from cmperf.cli_options import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, Phase, SetOpt, app, bounds, frange, parse_ms
 from cmperf.errors import CmperfError
 
 hardware_app = typer.Typer(help="List and inspect hardware description files.", no_args_is_help=True)
@@ -75,7 +75,7 @@ def _show_spec(kind: str, name: str, fmt: Format, sets) -> None:
     from cmperf.specs.derived import hardware_derived, model_derived
     from cmperf.specs.loader import load_hardware, load_model
 
-    spec = apply_to_spec((load_hardware if kind == "hardware" else load_model)(name), parse_set(sets))
+    spec = apply_to_spec((load_hardware if kind == "hardware" else load_model)(name, where="NAME"), parse_set(sets))
     _show(spec, (hardware_derived if kind == "hardware" else model_derived)(spec), fmt)
 
 
@@ -95,6 +95,47 @@ def model_list(fmt: FormatOpt = Format.table):
 def model_show(name: Annotated[str, typer.Argument(help="Model name or .toml path.")] = "deepseek-r1", fmt: FormatOpt = Format.table, sets: SetOpt = None):
     """Show a model description with sources and derived figures (parameters, KV bytes, FLOPs)."""
     _show_spec("model", name, fmt, sets)
+
+
+@model_app.command("import")
+def model_import(
+    config: Annotated[str, typer.Argument(help="A Hugging Face config.json on disk.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name [the config's folder name, or the file name without .json].")] = None,
+    out: Annotated[str, typer.Option("--out", help="Folder to write NAME.toml into.")] = "models",
+    source_url: Annotated[Optional[str], typer.Option("--source-url", help="Where the config came from, cited in [sources] [the file path].")] = None,
+    precision_from: Annotated[str, typer.Option("--precision-from", help="Model whose precision, dispatch-scale and routing values are copied (marked assumed).")] = "deepseek-r1",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+):
+    """Write a model TOML from a config.json (no network), naming the config keys it did not map."""
+    from pathlib import Path
+
+    from cmperf.errors import SpecError
+    from cmperf.specs.importer import deployment_values, import_config, read_config, render_toml
+    from cmperf.specs.loader import load_model, parse_spec
+
+    path = Path(config)
+    if not path.is_file():
+        raise SpecError(f"no such file: {config}", where="CONFIG")
+    if name is None:
+        name = (path.parent.name if path.stem == "config" else path.stem).lower()
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        raise SpecError(f"expected a plain file name, got {name!r}", where="--name")
+    imp = import_config(read_config(path), name, str(path))
+    reference = load_model(precision_from)
+    text = render_toml(imp, deployment_values(reference, imp.values["attention.kind"][0], "moe.n_routed_experts" not in imp.values),
+                       source_url or str(path), reference)
+    target = Path(out) / f"{name}.toml"
+    if target.exists() and not force:
+        raise SpecError(f"{target} exists; expected a new file (or --force)", where="--out")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot write {target}: {exc}", where="--out") from None
+    parse_spec(target, "model")  # the file it wrote loads
+    print(f"wrote {target} ({imp.architecture}, attention kind {imp.values['attention.kind'][0]})")
+    if imp.unmapped:
+        print(f"not mapped: {', '.join(imp.unmapped)}")
 
 
 @deployment_app.command("list")
@@ -122,16 +163,16 @@ def estimate(
     batch: Annotated[Optional[int], typer.Option(help="Decode: concurrent requests per device [the deployment's].", **bounds(1, 1_000_000))] = None,
     input_len: Annotated[Optional[int], typer.Option(help="Prompt tokens per request [the deployment file's workload].", **bounds(1, 10_000_000))] = None,
     output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [the deployment file's workload].", **bounds(1, 10_000_000))] = None,
-    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [input + output/2].", **bounds(1, 10_000_000))] = None,
+    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [input + output/2].", **frange(1.0, 10_000_000.0))] = None,
     tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [the deployment's].", **bounds(1, 100_000_000))] = None,
-    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [the deployment's].", **bounds(1, 8))] = None,
-    attention_matrix_cores: Annotated[Optional[int], typer.Option(help="Decode: matrix cores per die of the attention stream when microbatches >= 2 [the hardware's split].", **bounds(1, 1024))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [the deployment's, else the best allowed choice].", **bounds(1, 8))] = None,
+    attention_matrix_cores: Annotated[Optional[int], typer.Option("--attn-cores", "--attention-matrix-cores", help="Decode: matrix cores per die for the attention stream when microbatches overlap; the MoE stream gets the rest [the deployment's, else the best allowed split].", **bounds(1, 100_000))] = None,
     mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [the deployment's].", **bounds(0, 8))] = None,
-    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [the workload's].", **bounds(0.0, 1.0))] = None,
+    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [the workload's].", **frange(0.0, 1.0))] = None,
     eplb: Annotated[Optional[Eplb], typer.Option(help="Expert load balance: default (modelled skew) or perfect [the deployment's].")] = None,
     redundant: Annotated[Optional[int], typer.Option(help="Redundant expert copies [the deployment's; with a new instance, 32 where the placement allows].", **bounds(0, 100_000))] = None,
     attn_tp: Annotated[Optional[int], typer.Option(help="Attention tensor-parallel degree (dies per group) [the deployment's].", **bounds(1, 1024))] = None,
-    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [the workload's].", **bounds(0.0, 0.999))] = None,
+    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [the workload's].", **frange(0.0, 0.999))] = None,
     cache_path: Annotated[Optional[CachePath], typer.Option(help="Prefill: where cached prefix KV is loaded from: ub (CPU-DRAM pool) or vpc [the deployment's].")] = None,
     sets: SetOpt = None,
     fmt: FormatOpt = Format.table,
@@ -161,14 +202,14 @@ def plan(
     ttft: Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")] = None,
     input_len: Annotated[int, typer.Option(help="Prompt tokens per request.", **bounds(1, 10_000_000))] = 4096,
     output_len: Annotated[int, typer.Option(help="Generated tokens per request.", **bounds(1, 10_000_000))] = 256,
-    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **bounds(0.0, 1.0))] = 0.7,
+    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **frange(0.0, 1.0))] = 0.7,
     devices: Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **bounds(1, 1_000_000))] = None,
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
     sets: SetOpt = None,
     top: Annotated[int, typer.Option(help="Deployments shown per SLO.", **bounds(1, 100))] = 3,
     eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")] = Eplb.default,
-    prefix_hit: Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **bounds(0.0, 0.999))] = 0.0,
+    prefix_hit: Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **frange(0.0, 0.999))] = 0.0,
     out: Annotated[str, typer.Option("--out", help="Directory that receives the report folder.")] = "reports",
     tag: Annotated[Optional[str], typer.Option(help="Name the report folder plan-TAG [UTC timestamp].")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing plan-TAG folder.")] = False,
@@ -188,10 +229,9 @@ def plan(
         ttft_ms=parse_ms(ttft, "--ttft") if ttft else None, input_len=input_len, output_len=output_len,
         mtp_acceptance=mtp_acceptance, devices=devices, top=top, eplb=eplb.value, prefix_hit=prefix_hit, sets=sets_d,
     )
-    if tag is not None and (not tag or "/" in tag or tag.startswith(".")):
-        from cmperf.errors import SpecError
+    from cmperf.inputs import check_tag
 
-        raise SpecError(f"expected a plain folder name, got {tag!r}", where="--tag")
+    check_tag(tag)
     result = run(req)
     path = None if no_write else write_run_dir(out, "plan", report_files(result), tag, overwrite)
     print_plan(result, fmt.value, str(path) if path else None)
@@ -203,18 +243,20 @@ def main() -> None:
     Domain errors (CmperfError) and typer's usage errors (unknown option, value out of range) both
     print `cmperf: error: ...` on stderr; `--help` and normal runs are untouched.
     """
+    from cmperf.inputs import safe_text
+
     click_exceptions = typer.BadParameter.__mro__[2]  # ClickException of typer's bundled click
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's `raise typer.Exit(n)` comes back as n
     except CmperfError as exc:
-        print(f"cmperf: error: {exc}", file=sys.stderr)
+        print(f"cmperf: error: {safe_text(' '.join(str(exc).split()))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except click_exceptions as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # `cmperf` or `cmperf hardware` alone: show help
             print(exc.ctx.get_help())
             sys.exit(0)
         hint = f" (see `cmperf {exc.ctx.command_path.split(' ', 1)[1]} --help`)" if getattr(exc, "ctx", None) and " " in exc.ctx.command_path else ""
-        print(f"cmperf: error: {exc.format_message()}{hint}", file=sys.stderr)
+        print(f"cmperf: error: {safe_text(' '.join(exc.format_message().split()))}{hint}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Abort:
         print("cmperf: aborted", file=sys.stderr)
@@ -225,6 +267,8 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 # Commands defined in their own modules register themselves on `app` when imported.

@@ -53,19 +53,40 @@ def bounds(lo, hi=None):
     return {"min": lo, "max": hi}
 
 
+def frange(lo: float, hi: float):
+    """A real-valued option in [lo, hi]: NaN and infinities are refused with the range named
+    (a plain min/max check lets NaN through to a misleading message)."""
+
+    def parse(text):
+        from cmperf.errors import SpecError
+        from cmperf.inputs import check_number, safe_text
+
+        if isinstance(text, float):  # a default
+            return text
+        try:
+            return check_number(text, "", whole=False, lo=lo, hi=hi, text_ok=True)
+        except SpecError:
+            raise typer.BadParameter(f"expected a finite number in [{lo:g}, {hi:g}], got {safe_text(repr(text))}") from None
+
+    return {"parser": parse, "metavar": "FLOAT"}
+
+
 def parse_ms(text: str, option: str) -> float:
     from cmperf.errors import SpecError
+    from cmperf.inputs import TPOT_MS_RANGE, TTFT_MS_RANGE, safe_text
+    from cmperf.units import MS
 
     t = text.strip().lower()
     scale = 1.0
     if t.endswith("ms"):
         t = t[:-2]
     elif t.endswith("s"):
-        t, scale = t[:-1], 1e3
+        t, scale = t[:-1], 1 / MS
     try:
-        v = float(t) * scale
+        v = float(t.replace("_", "")) * scale
     except ValueError:
-        raise SpecError(f"expected a time such as 50, 50ms or 0.05s, got {text!r}", where=option) from None
-    if not (v > 0 and v < 1e9):
-        raise SpecError(f"expected a positive time, got {text!r}", where=option)
+        raise SpecError(f"expected a time such as 50, 50ms or 0.05s, got {safe_text(repr(text))}", where=option) from None
+    lo, hi = TTFT_MS_RANGE if option == "--ttft" else TPOT_MS_RANGE
+    if not lo <= v <= hi:
+        raise SpecError(f"expected a time from {lo:g} ms to {hi:g} ms, got {safe_text(repr(text))}", where=option)
     return v

@@ -12,7 +12,9 @@ from cmperf.cli_options import Format, FormatOpt, HardwareOpt, ModelOpt, app
 
 def _out(text: str, fmt: Format) -> None:
     """Summary lines go to stdout with table/md output, to stderr when stdout is JSON or CSV."""
-    print(text, file=sys.stdout if fmt in (Format.table, Format.md) else sys.stderr)
+    from cmperf.inputs import safe_text
+
+    print(safe_text(text), file=sys.stdout if fmt in (Format.table, Format.md) else sys.stderr)
 
 
 def _fmt_err(err: float, basis: str) -> str:
@@ -54,6 +56,32 @@ def validate(
     _out(summary(rows), fmt)
     if not all(r["within"] for r in rows):
         raise typer.Exit(1)
+
+
+class _FitStatus:
+    """A transient one-line status on stderr while a fit runs (only on a terminal)."""
+
+    def __init__(self, path: str):
+        self.path, self.status = path, None
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            from cmperf.inputs import safe_text
+
+            self.status = Console(stderr=True, markup=False).status(f"calibrate: fitting to {safe_text(self.path)}")
+            self.status.__enter__()
+        return self
+
+    def update(self, evaluations: int) -> None:
+        if self.status is not None:
+            self.status.update(f"calibrate: fit evaluation {evaluations}")
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.__exit__(*exc)
+        return False
 
 
 @app.command()
@@ -100,7 +128,8 @@ def calibrate(
     from cmperf.validation.calibrate import calibrate as fit
     from cmperf.validation.calibrate import write_calibrated
 
-    cal = fit(measurements, hardware, model, [p for p in params.split(",")] if params is not None else None)
+    with _FitStatus(measurements) as status:
+        cal = fit(measurements, hardware, model, [p for p in params.split(",")] if params is not None else None, progress=status.update)
     path = None if no_write else write_calibrated(cal, out, overwrite)
     quality = {
         "rms_before_pct": 100 * cal.rms("before"), "max_before_pct": 100 * cal.max_abs("before"),

@@ -13,14 +13,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from cmperf.cli_options import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, app, bounds, parse_ms
+from cmperf.cli_options import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, app, bounds, frange, parse_ms
 
 TpotOpt = Annotated[Optional[list[str]], typer.Option("--tpot", help="TPOT SLO, repeatable: 50 or 50ms [15 and 50].")]
 TtftOpt = Annotated[Optional[str], typer.Option("--ttft", help="TTFT SLO for prefill: 2000 or 2s [none].")]
 InputOpt = Annotated[int, typer.Option(help="Prompt tokens per request.", **bounds(1, 10_000_000))]
 OutputOpt = Annotated[int, typer.Option(help="Generated tokens per request.", **bounds(1, 10_000_000))]
-AccOpt = Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **bounds(0.0, 1.0))]
-HitOpt = Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **bounds(0.0, 0.999))]
+AccOpt = Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **frange(0.0, 1.0))]
+HitOpt = Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **frange(0.0, 0.999))]
 CacheOpt = Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool over UB) or vpc.")]
 DevicesOpt = Annotated[Optional[int], typer.Option(help="Device budget [one system, e.g. 384].", **bounds(1, 1_000_000))]
 EplbOpt = Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")]
@@ -81,10 +81,9 @@ def _tpots(tpot) -> tuple:
 
 
 def _check_tag(tag):
-    from cmperf.errors import SpecError
+    from cmperf.inputs import check_tag
 
-    if tag is not None and (not tag or "/" in tag or "\\" in tag or tag.startswith(".")):
-        raise SpecError(f"expected a plain folder name, got {tag!r}", where="--tag")
+    check_tag(tag)
 
 
 def _write(out, prefix, files_fn, tag, overwrite, no_write):
@@ -96,19 +95,20 @@ def _write(out, prefix, files_fn, tag, overwrite, no_write):
 
 
 def _base(hardware, model, sets, *, tpot=None, ttft=None, input_len=4096, output_len=256, mtp_acceptance=0.7, prefix_hit=0.0,
-          cache_path=CachePath.ub, devices=None, eplb=Eplb.default, extra_layers=(), scales=(), hardware_where="--hardware"):
+          cache_path=CachePath.ub, devices=None, eplb=Eplb.default, extra_layers=(), scales=(), hardware_where="--hardware",
+          model_where="--model"):
     from cmperf.overrides import parse_set
     from cmperf.whatif.core import scenario
 
-    return scenario(hardware, model, layers=[(parse_set(sets), "--set"), *extra_layers], scales=scales, hardware_where=hardware_where,
+    return scenario(hardware, model, layers=[(parse_set(sets), "--set"), *extra_layers], scales=scales, hardware_where=hardware_where, model_where=model_where,
                     input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance, prefix_hit=prefix_hit,
                     cache_path=cache_path.value, eplb=eplb.value, devices=devices, tpot_ms=_tpots(tpot),
                     ttft_ms=parse_ms(ttft, "--ttft") if ttft else None)
 
 
-def _scenario(o, hardware=None, **layers):
-    """The scenario the shared options describe (`hardware` and override layers as `_base` takes them)."""
-    return _base(hardware or o.hardware, o.model, o.sets, tpot=o.tpot, ttft=o.ttft, input_len=o.input_len, output_len=o.output_len,
+def _scenario(o, hardware=None, model=None, **layers):
+    """The scenario the shared options describe (`hardware`, `model` and override layers as `_base` takes them)."""
+    return _base(hardware or o.hardware, model or o.model, o.sets, tpot=o.tpot, ttft=o.ttft, input_len=o.input_len, output_len=o.output_len,
                  mtp_acceptance=o.mtp_acceptance, prefix_hit=o.prefix_hit, cache_path=o.cache_path, devices=o.devices, eplb=o.eplb, **layers)
 
 
@@ -150,6 +150,7 @@ def compare(
     variant_sets: Annotated[Optional[list[str]], typer.Option("--variant-set", help="Override for the variant only, KEY=VALUE (repeatable); also workload.* and search.max_mtp.")] = None,
     variant_scale: Annotated[Optional[list[str]], typer.Option("--variant-scale", help="Multiply every numeric key matching a glob for the variant, PATTERN=FACTOR (repeatable), e.g. 'moe_comm.*bandwidth*=0.5'.")] = None,
     variant_hardware: Annotated[Optional[str], typer.Option("--variant-hardware", help="Hardware of the variant (name or .toml path) [as --hardware].")] = None,
+    variant_model: Annotated[Optional[str], typer.Option("--variant-model", help="Model of the variant (name or .toml path) [as --model].")] = None,
     opts=None,
 ):
     """Plan a baseline and a variant and show them side by side: best deployment, tokens/s per device, what binds."""
@@ -166,10 +167,11 @@ def compare(
         path = _write_opts(o, "compare", lambda: deployment_compare_files(result))
         print_deployment_compare(result, o.fmt.value, str(path) if path else None)
         return
-    if not (variant_sets or variant_scale or variant_hardware):
-        raise SpecError("expected a variant: --variant-set KEY=VALUE, --variant-scale PATTERN=FACTOR or --variant-hardware NAME", where="--variant-set")
+    if not (variant_sets or variant_scale or variant_hardware or variant_model):
+        raise SpecError("expected a variant: --variant-set KEY=VALUE, --variant-scale PATTERN=FACTOR, --variant-hardware NAME or --variant-model NAME", where="--variant-set")
     base = _scenario(o)
-    variant = _scenario(o, hardware=variant_hardware or o.hardware, extra_layers=[(parse_set(variant_sets, "--variant-set"), "--variant-set")],
+    variant = _scenario(o, hardware=variant_hardware or o.hardware, model=variant_model or o.model,
+                        model_where="--variant-model" if variant_model else "--model", extra_layers=[(parse_set(variant_sets, "--variant-set"), "--variant-set")],
                         scales=[(variant_scale or [], "--variant-scale")], hardware_where="--variant-hardware" if variant_hardware else "--hardware")
     result = run(base, variant)
     path = _write_opts(o, "compare", lambda: compare_files(result))
@@ -222,7 +224,7 @@ def sweep(
 @whatif_command()
 def sensitivity(
     keys: Annotated[Optional[list[str]], typer.Option("--key", help="Only these hardware keys: a key, a prefix (scaleup.) or a glob (repeatable) [all].")] = None,
-    step: Annotated[float, typer.Option(help="Relative step of the finite differences.", **bounds(0.001, 0.5))] = 0.1,
+    step: Annotated[float, typer.Option(help="Relative step of the finite differences.", **frange(0.001, 0.5))] = 0.1,
     opts=None,
 ):
     """Rank hardware parameters by the elasticity of the best decode (per TPOT SLO) and prefill throughput."""
@@ -240,7 +242,7 @@ def sensitivity(
 
 @whatif_command(without=("devices",))
 def capacity(
-    rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **bounds(1e-6, 1e7))],
+    rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **frange(1e-6, 1e7))],
     tpot: Annotated[str, typer.Option("--tpot", help="TPOT SLO: 50 or 50ms.")] = "50",
     opts=None,
 ):

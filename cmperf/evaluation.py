@@ -14,19 +14,21 @@ that override single values, and `--set` overrides of the hardware, model and wo
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
 
 from cmperf.compose.binding import binding as stream_binding
-from cmperf.compose.decode import DecodeInputs, evaluate_decode, validate_decode
+from cmperf.compose.decode import MICROBATCH_CHOICES, DecodeInputs, evaluate_decode, split_choices, validate_decode
 from cmperf.compose.prefill import PrefillInputs, evaluate_prefill, validate_prefill
 from cmperf.costs.moe import placement
 from cmperf.errors import SpecError
 from cmperf.frames import Frame
+from cmperf.inputs import check_sets
 from cmperf.overrides import load_specs
-from cmperf.specs.deployment import MICROBATCH_CHOICES, Deployment, Workload, as_int
+from cmperf.specs import derived as dv
+from cmperf.specs.deployment import Deployment, Workload, as_int
 from cmperf.specs.deployment_file import DeploymentFile, load_deployment
 from cmperf.specs.loader import Spec
 
@@ -103,13 +105,31 @@ class Evaluation(Frame):
 
 
 def default_redundant(model: Spec, ep: int) -> int:
-    """Redundant experts: the paper's 32 where the placement allows, else none, else the fewest
-    that make a valid placement (e.g. 64 on EP160), else none (the placement error then says why)."""
-    E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
-    for r in (*REDUNDANT_PREFERENCE, *range(16, E + 1, 16)):
-        if bool(placement(E, S, ep, r)["valid"]):
+    """Redundant experts: the paper's 32 where the placement allows, else none, else 16, else the
+    fewest that make a valid placement (e.g. 64 on EP160), else none (the placement error then says why)."""
+    sh = dv.moe_shape(model)
+    E, S = sh["E"], sh["S"]
+    for r in (*REDUNDANT_PREFERENCE, 16, _fewest_replicated(E, int(ep))):
+        if r is not None and (r in REDUNDANT_PREFERENCE or r <= E) and bool(placement(E, S, ep, r)["valid"]):
             return r
     return 0
+
+
+def _fewest_replicated(E: int, ep: int) -> int | None:
+    """The smallest multiple of 16 (at least 16, at most E) with (E + r) divisible by ep, or None.
+
+    Solves 16 j = -E (mod ep) in closed form, so any expert count is answered at once (trying every
+    multiple of 16 took minutes for E near 2**31). With 16 not dedicated, no larger r is either."""
+    from math import gcd
+
+    g = gcd(16, ep)
+    rhs = (-E) % ep
+    if rhs % g:
+        return None
+    m = ep // g
+    j = (rhs // g) * pow(16 // g, -1, m) % m if m > 1 else 0
+    r = 16 * (j or m)
+    return r if r <= E else None
 
 
 def check_placement(hw: Spec, model: Spec, d: Deployment) -> None:
@@ -118,7 +138,13 @@ def check_placement(hw: Spec, model: Spec, d: Deployment) -> None:
         raise SpecError(f"expected a divisor of the instance's {dies} dies ({d.devices} devices x {hw['package.dies']}), got {d.ep}", where="--ep")
     if dies % d.attn_tp:
         raise SpecError(f"expected a divisor of the instance's {dies} dies, got {d.attn_tp}", where="--attn-tp")
-    E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
+    h = model["attention.num_attention_heads"]
+    if not bool(dv.heads_fit_tp(model, d.attn_tp)):
+        raise SpecError(f"attention TP over {d.attn_tp} dies cannot split the model's {h} query heads evenly; expected a divisor of {h}", where="--attn-tp")
+    sh = dv.moe_shape(model)
+    E, S = sh["E"], sh["S"]
+    if E == 0 and d.redundant:
+        raise SpecError(f"model '{model.name}' is dense (no routed experts): nothing to replicate; expected --redundant 0", where="--redundant")
     if not bool(placement(E, S, d.ep, d.redundant)["valid"]):
         raise SpecError(
             f"EP{d.ep} cannot place {E} routed + {d.redundant} redundant + {S} shared experts: expected "
@@ -128,15 +154,14 @@ def check_placement(hw: Spec, model: Spec, d: Deployment) -> None:
 
 
 def _resolve(hw: Spec, model: Spec, workload: Workload, d: Deployment) -> Deployment:
-    """Fill what the deployment leaves open (except microbatches) and check a single deployment."""
+    """Fill what the deployment leaves open (except the decode pipeline: microbatches and core split)
+    and check a single deployment."""
     has_mtp = model["mtp.num_nextn_predict_layers"] > 0
     changes: dict = {}
     if d.ep is None:
         changes["ep"] = d.devices * hw["package.dies"]
     if d.mtp is None:
         changes["mtp"] = 1 if has_mtp else 0
-    if d.phase == "decode" and d.attention_matrix_cores is None:
-        changes["attention_matrix_cores"] = hw["overlap.decode_attention_matrix_cores"]
     d = replace(d, **changes) if changes else d
     if d.redundant is None:
         if d.is_grid:
@@ -155,21 +180,6 @@ def _resolve(hw: Spec, model: Spec, workload: Workload, d: Deployment) -> Deploy
     return d
 
 
-def _with_core_split(hw: Spec, d: Deployment) -> Spec:
-    """The hardware with the deployment's attention/MoE split of the matrix cores (decode)."""
-    cores = d.attention_matrix_cores
-    if d.phase != "decode" or cores == hw["overlap.decode_attention_matrix_cores"]:
-        return hw
-    if isinstance(cores, np.ndarray):
-        raise SpecError("the core split is not searched over; give one value", where="--attention-matrix-cores")
-    total = hw["die.matrix_cores"]
-    if not 1 <= cores < total:
-        raise SpecError(f"expected 1 to {total - 1} of the die's {total} matrix cores (the MoE stream needs the rest), got {cores}",
-                        where="--attention-matrix-cores")
-    return hw.with_values({"overlap.decode_attention_matrix_cores": cores, "overlap.decode_moe_matrix_cores": total - cores},
-                          origin="deployment attention_matrix_cores")
-
-
 def kv_len_tokens(workload: Workload) -> float:
     """Mean context of a request in decode: input + output / 2, unless the workload gives it."""
     return workload.kv_len if workload.kv_len is not None else workload.input_len + workload.output_len / 2.0
@@ -181,7 +191,8 @@ def model_inputs(workload: Workload, d: Deployment):
                   mtp=d.mtp, eplb_perfect=d.eplb == "perfect")
     if d.phase == "decode":
         kv = kv_len_tokens(workload)
-        return DecodeInputs(batch=d.batch, kv_len=kv, mtp_acceptance=workload.mtp_acceptance,
+        cores = d.attention_matrix_cores
+        return DecodeInputs(batch=d.batch, kv_len=kv, mtp_acceptance=workload.mtp_acceptance, attn_cores=0 if cores is None else cores,
                             extra={"max_context": max(workload.input_len + workload.output_len, kv)}, **common)
     return PrefillInputs(tokens_per_device=d.tokens_per_device, input_len=workload.input_len, prefix_hit=workload.prefix_hit,
                          cache_path=d.cache_path, **common)
@@ -191,13 +202,23 @@ def default_inputs(phase: str, **changes):
     """The decode or prefill model's inputs for the paper's deployment and workload of the phase,
     with some input fields changed (for tests and studies of the model itself). Decode KV is sized
     for the mean context unless `extra` says otherwise."""
-    src = load_deployment(DEFAULT_DEPLOYMENTS[phase])
-    inp = model_inputs(src.workload or Workload(), src.deployment)
+    inp = model_inputs(*_paper_resolved(phase))
     return replace(inp, **{**({"extra": {}} if phase == "decode" else {}), **changes})
 
 
+@lru_cache(maxsize=None)
+def _paper_resolved(phase: str) -> tuple[Workload, Deployment]:
+    """The paper's workload and deployment of a phase, the microbatch count it leaves open taken as
+    `estimate` takes it (the core split stays the hardware file's)."""
+    src = load_deployment(DEFAULT_DEPLOYMENTS[phase])
+    d = src.deployment
+    if d.microbatches is None:
+        d = replace(d, microbatches=estimate(src).deployment.microbatches)
+    return src.workload or Workload(), d
+
+
 def _run(hw: Spec, model: Spec, workload: Workload, d: Deployment) -> Evaluation:
-    hw_run = _with_core_split(hw, d)
+    hw_run = hw
     inp = model_inputs(workload, d)
     if d.phase == "decode":
         if not d.is_grid:
@@ -209,6 +230,8 @@ def _run(hw: Spec, model: Spec, workload: Workload, d: Deployment) -> Evaluation
             validate_prefill(inp)
         res = evaluate_prefill(hw_run, model, inp)
         latency = res["ttft_s"]
+    if not d.is_grid:
+        check_finite_result(res, hw_run, model, ("tpot_s" if d.phase == "decode" else "ttft_s", "tokens_per_s_per_device", "hbm_used_bytes_per_die"))
     res["hardware"], res["model"], res["workload"] = hw_run, model, workload
     return Evaluation(
         phase=d.phase, hardware=hw_run, model=model, workload=workload, deployment=d, kv_len_tokens=kv_len_tokens(workload),
@@ -219,24 +242,94 @@ def _run(hw: Spec, model: Spec, workload: Workload, d: Deployment) -> Evaluation
     )
 
 
+def check_finite_result(res: dict, hw: Spec, m: Spec, keys) -> None:
+    """Refuse, naming the inputs, a result the model cannot give as a finite positive number
+    (values at the edge of their ranges can combine into an overflow or an underflow)."""
+    for key in keys:
+        v = np.asarray(res[key], dtype=float)
+        if not np.all(np.isfinite(v) & (v > 0)):
+            changed = [*hw.overridden, *m.overridden]
+            inputs = f"the values set ({', '.join(changed)})" if changed else f"the values of {hw.path} and {m.path}"
+            raise SpecError(f"the model gives {key} = {float(v.reshape(-1)[0]):g} for these inputs: {inputs} are beyond what "
+                            "it can evaluate; expected values nearer real hardware and models", where="--set" if changed else hw.path)
+
+
+def pipeline_choices(hw: Spec, d: Deployment) -> list[tuple]:
+    """The (microbatches, attention matrix cores) pairs a decode deployment may take: the given
+    ones, or, where either is left open, each allowed choice (microbatches 1 to 3; for two or
+    more, the hardware's core splits; one microbatch runs on the whole die)."""
+    mbs = [d.microbatches] if d.microbatches is not None else list(MICROBATCH_CHOICES)
+    cores = d.attention_matrix_cores
+    return [(n, a) for n in mbs for a in ([cores] if cores is not None else (split_choices(hw) if n >= 2 else [0]))]
+
+
+def _best_pipeline(hardware: Spec, model: Spec, workload: Workload, d: Deployment) -> Deployment:
+    """The decode deployment at the allowed pipeline (microbatches, core split) with the lowest TPOT
+    (the first such in `pipeline_choices` order)."""
+    best, best_tpot = None, None
+    for n, a in pipeline_choices(hardware, d):
+        trial = replace(d, microbatches=n, attention_matrix_cores=a)
+        res = evaluate_decode(hardware, model, model_inputs(workload, trial))
+        tpot = float(np.asarray(res["tpot_s"]).reshape(-1)[0])
+        if best is None or tpot < best_tpot:
+            best, best_tpot = trial, tpot
+    return best
+
+
+def _best_pipeline_grid(hardware: Spec, model: Spec, workload: Workload, d: Deployment) -> Deployment:
+    """A decode grid that leaves the microbatches open, with each point's pipeline chosen as a single
+    deployment's is (`_best_pipeline`): the (microbatches, core split) arrays of the lowest TPOTs."""
+    if _is_array(d.attention_matrix_cores):
+        raise SpecError("a grid that leaves the microbatches open must give one core split, or leave it open too", where="--attn-cores")
+    best_lat = best_n = best_a = None
+    for n, a in pipeline_choices(hardware, d):
+        lat = np.asarray(_run(hardware, model, workload, replace(d, microbatches=n, attention_matrix_cores=a)).latency_s, float)
+        if best_lat is None:
+            best_lat, best_n, best_a = lat, np.full(lat.shape, float(n)), np.full(lat.shape, float(a))
+            continue
+        better = lat < best_lat
+        best_lat = np.where(better, lat, best_lat)
+        best_n, best_a = np.where(better, float(n), best_n), np.where(better, float(a), best_a)
+    return replace(d, microbatches=best_n, attention_matrix_cores=best_a)
+
+
+def _is_array(value) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim > 0
+
+
 def evaluate(hardware: Spec, model: Spec, workload: Workload, deployment: Deployment) -> Evaluation:
     """Evaluate one deployment, or a grid of them (fields given as broadcastable numpy arrays).
 
     A single deployment is checked (placement, context length) and an error raises `SpecError`; a
     grid is never checked point by point: `valid`, `fits` and `feasible` say which points work.
-    A single deployment that leaves the microbatches open takes the allowed count with the lowest
-    latency among those that fit.
+    A single decode deployment that leaves the microbatches or the core split open takes the
+    allowed choice with the lowest TPOT (`result["pipeline_chosen"]` says so where there was more
+    than one); a single prefill deployment that leaves the microbatches open takes the allowed
+    count with the lowest latency among those that fit. A decode grid that leaves the microbatches open takes, point by
+    point, the choice a single deployment would; one that gives them and leaves the core split open
+    runs at the hardware file's split.
     """
     d = _resolve(hardware, model, workload, deployment)
-    if d.microbatches is None:
-        if d.is_grid:
-            raise SpecError("a grid of deployments must give the microbatches", where="--microbatches")
+    chosen = False
+    if d.phase == "decode" and d.is_grid and d.microbatches is None:
+        d, chosen = _best_pipeline_grid(hardware, model, workload, d), True
+    if d.microbatches is None and d.is_grid:
+        raise SpecError("a grid of deployments must give the microbatches", where="--microbatches")
+    if d.phase == "decode" and not d.is_grid and (d.microbatches is None or d.attention_matrix_cores is None):
+        choices = pipeline_choices(hardware, d)
+        for n, a in choices:
+            validate_decode(hardware, model, model_inputs(workload, replace(d, microbatches=n, attention_matrix_cores=a)))
+        d, chosen = _best_pipeline(hardware, model, workload, d), len(choices) > 1
+    elif d.microbatches is None:
         trial = _run(hardware, model, workload, replace(d, microbatches=np.array(MICROBATCH_CHOICES, float)))
         lat = np.where(np.broadcast_to(trial.feasible, np.shape(trial.latency_s)), trial.latency_s, np.inf)
         if not np.isfinite(lat).any():
             lat = np.asarray(trial.latency_s)
         d = replace(d, microbatches=MICROBATCH_CHOICES[int(np.argmin(lat))])
-    return _run(hardware, model, workload, d)
+    ev = _run(hardware, model, workload, d)
+    if d.phase == "decode":
+        ev.result["pipeline_chosen"] = chosen
+    return ev
 
 
 # ---- what a user starts from -------------------------------------------------------------------------
@@ -270,6 +363,7 @@ def estimate(deployment: str | Deployment | DeploymentFile = "decode", hardware:
         raise SpecError(f"expected a cmperf Workload, got {workload!r}", where="workload")
     if sets is not None and not isinstance(sets, dict):
         raise SpecError(f"expected a dict of KEY: VALUE overrides, got {sets!r}", where="--set")
+    sets = check_sets(sets)
     for name, value in (("hardware", hardware), ("model", model)):
         if value is not None and not isinstance(value, (str, Spec)):
             raise SpecError(f"expected a name, a path or a loaded description, got {value!r}", where=f"--{name}")
@@ -288,5 +382,7 @@ def estimate(deployment: str | Deployment | DeploymentFile = "decode", hardware:
     dep = src.deployment
     if hardware is not None and src.hardware and (hardware.name if isinstance(hardware, Spec) else hardware) != src.hardware:
         dep = replace(dep, ep=None, redundant=None)  # the file's EP and redundancy are for its own hardware's dies
+    if model is not None and src.model and (model.name if isinstance(model, Spec) else model) != src.model:
+        dep = replace(dep, redundant=None, mtp=None)  # the file's redundancy and MTP tokens are for its own model's experts and MTP module
     dep = dep.with_fields(**{k: v for k, v in given.items() if k in DEPLOYMENT_FIELDS})
     return evaluate(hw, m, wl, dep)

@@ -33,21 +33,26 @@ def parse_set(items: Iterable[str] | None, where: str = "--set") -> dict[str, st
     return out
 
 
+def refuse_derived(key: str, valid, where: str = "--set") -> None:
+    """A `derived.*` key cannot be set: say so for a real one, call any other unknown."""
+    from cmperf.specs.derived import derived_key_names
+
+    if not key.startswith("derived."):
+        return
+    if key in derived_key_names():
+        raise SpecError(f"'{key}' is derived from other keys and cannot be set; set its inputs instead", where=where)
+    raise SpecError(unknown_key_message(key, valid), where=where)
+
+
 def all_keys() -> list[str]:
     return [*HARDWARE_FIELDS, *MODEL_FIELDS, *WORKLOAD_FIELDS]
 
 
 def check_workload_value(key: str, raw: Any, where: str = "--set") -> Any:
+    from cmperf.inputs import check_number
+
     typ, lo, hi, _ = WORKLOAD_FIELDS[key]
-    try:
-        value = typ(float(raw)) if typ is int else float(raw)
-        if typ is int and float(raw) != value:
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise SpecError(f"expected a {'whole number' if typ is int else 'number'}, got {raw!r}", where=f"{where} {key}") from None
-    if not lo <= value <= hi:
-        raise SpecError(f"expected a value in [{lo:g}, {hi:g}], got {raw!r}", where=f"{where} {key}")
-    return value
+    return check_number(raw, f"{where} {key}", whole=typ is int, lo=lo, hi=hi, text_ok=True)
 
 
 def apply_overrides(hw: Spec, model: Spec, sets: dict[str, Any], where: str = "--set",
@@ -57,8 +62,7 @@ def apply_overrides(hw: Spec, model: Spec, sets: dict[str, Any], where: str = "-
     `valid_keys` (default: every key `--set` accepts)."""
     hw_up, model_up, workload = {}, {}, {}
     for key, raw in sets.items():
-        if key.startswith("derived."):
-            raise SpecError(f"'{key}' is derived from other keys and cannot be set; set its inputs instead", where=where)
+        refuse_derived(key, all_keys(), where)
         if key in HARDWARE_FIELDS:
             hw_up[key] = raw
         elif key in MODEL_FIELDS:
@@ -77,7 +81,8 @@ def apply_overrides(hw: Spec, model: Spec, sets: dict[str, Any], where: str = "-
 def apply_to_spec(spec: Spec, sets: dict[str, Any], where: str = "--set") -> Spec:
     """Overrides of one description (`hardware show`, `model show`): other keys are refused."""
     other = next((k for k in sets if k not in spec.fields), None)
-    if other is not None and not other.startswith("derived."):
+    if other is not None:
+        refuse_derived(other, spec.fields, where)
         raise SpecError(f"'{other}' is not a {spec.kind} key; " + unknown_key_message(other, spec.fields), where=where)
     hw, model, _ = apply_overrides(spec, spec, sets, where)
     return hw if spec.kind == "hardware" else model

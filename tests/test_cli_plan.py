@@ -287,3 +287,7 @@ def test_every_planned_deployment_file_reproduces_the_plan_exactly(tmp_path, ext
         for k in ("devices", "ep", "redundant", "attn_tp", "microbatches", "mtp", "batch", "tokens_per_device"):
             if rec[k] is not None and k in got:
                 assert got[k] == rec[k], (k, rec["deployment_file"])
+        if rec["phase"] == "decode":
+            assert not got["pipeline_chosen"], rec["deployment_file"]  # the file gives the microbatches and the core split
+            if rec["microbatches"] >= 2 and rec["attn_cores"]:
+                assert got["attn_cores"] == rec["attn_cores"], rec["deployment_file"]

@@ -143,7 +143,7 @@ def test_calibrate_writes_into_the_working_directory_and_reports(setup, monkeypa
 def test_calibrate_json_and_params(setup):
     tmp, hw, meas = setup
     out = tmp / "fit.toml"
-    result = invoke("calibrate", str(meas), "--hardware", str(hw), "--params", "moe_comm.dispatch_*", "--out", str(out), "--format", "json")
+    result = invoke("calibrate", str(meas), "--hardware", str(hw), "--params", "moe_comm.dispatch_startup_s,moe_comm.dispatch_bandwidth_*", "--out", str(out), "--format", "json")
     assert result.exit_code == 0, (result.output, result.exception)
     rec = json.loads(result.stdout)
     assert rec["fitted"] == ["moe_comm.dispatch_startup_s", "moe_comm.dispatch_bandwidth_bytes_per_s"]

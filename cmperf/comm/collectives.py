@@ -12,24 +12,39 @@ from cmperf.costs.moe import busiest_link_messages, expected_destinations, hotte
 from cmperf.specs.loader import Spec
 
 
-def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, which: str, vector_share=1.0):
+def fused_moe_comm_time_s(hw: Spec, tokens, destinations, message_bytes, ep, which: str, vector_share=1.0, local_tokens=None):
     """Fused dispatch or combine written by the vector cores straight into peers' memory.
 
-        T = t_start + t_lat(group) + tokens * D * m / (min(W_fit, W_link) * f_aiv)
-    t_lat is the small-message latency to the group's farthest peer (Table 1);
-    t_start and W_fit are least-squares fits to the paper's Table 7 (EP8-256, 128 tokens/rank),
-    taken on the whole die. The vector cores issue the remote writes, so a stream given the share
-    f_aiv of them issues at f_aiv of the fitted rate (decode MoE stream: 16 of 48 AIVs).
-    Assumes: Table 7 ran the operator alone on all vector cores.
-    D is the expected number of distinct destination ranks per token; m the message per token
-    per destination. Peers in other domains are reached over RDMA instead (planes.transfer_time_s).
+        T = t_call + t_lat(group) + t_tok x n x (V / v) + max(P / (v x w_core),  P / min(W_fit, W_link))
+        P = tokens x D x m
+    The vector cores drive the operator but the links bound it: v of the die's V vector cores
+    issue remote writes at w_core each, and the payload P cannot leave faster than the achieved
+    link rate W_fit (never above the link peak) however many cores issue it. A stream given a
+    third of the vector cores is slower only where a third of them cannot fill the links.
+    t_call is paid once per call (launch, handshake, the count exchange that sizes the buffers);
+    t_tok per local token n (the vector cores' bookkeeping: routing metadata, quantisation,
+    offsets), so it scales with the cores that do it. t_lat is the small-message latency to the
+    group's farthest peer (Table 1). D is the expected number of distinct destination ranks per
+    token, m the message per token per destination; peers in other domains are reached over
+    RDMA instead (planes.transfer_time_s).
+    Calibration: t_call + 128 t_tok and W_fit are least-squares fits to the paper's Table 7
+    (EP8-256 at 128 tokens per rank, all vector cores), where the links bind; one token count
+    identifies only their sum at 128 tokens, so t_tok and w_core are data of their own (hardware
+    file, with their kind). Without w_core the issue rate never binds; without t_tok the start-up
+    is all per call.
     """
     start = hw[f"moe_comm.{which}_startup_s"]
     bw = hw[f"moe_comm.{which}_bandwidth_bytes_per_s"]
     payload = np.asarray(tokens, dtype=float) * destinations * message_bytes
     latency = group_latency_s(hw, ep)
-    w = bw * np.asarray(vector_share, dtype=float)
-    return start + latency + transfer_time_s(hw, payload, ep, w, w)
+    share = np.asarray(vector_share, dtype=float)
+    n_local = np.asarray(tokens if local_tokens is None else local_tokens, dtype=float)
+    per_token = hw.get(f"moe_comm.{which}_startup_per_token_s", 0.0) * n_local / share
+    link = transfer_time_s(hw, payload, ep, bw, bw)
+    if hw.has("moe_comm.issue_bandwidth_bytes_per_s_per_core"):
+        issue = payload / (hw["die.vector_cores"] * share * hw["moe_comm.issue_bandwidth_bytes_per_s_per_core"])
+        link = np.maximum(link, issue)
+    return start + latency + per_token + link
 
 
 def bulk_comm_time_s(hw: Spec, bytes_per_die, ranks, scaleout_bytes=None):
@@ -65,4 +80,4 @@ def fused_benchmark_time_s(hw: Spec, model: Spec, which: str, ep, tokens):
     hot = hottest_rank_load(np.asarray(tokens, dtype=float) * k, np.maximum(E / ep, 1.0), ep, 0.0)
     msgs = busiest_link_messages(tokens, dest, hot, dest, k)
     msg = message_bytes(model)[0 if which == "dispatch" else 1]
-    return fused_moe_comm_time_s(hw, msgs, 1.0, msg, ep, which)
+    return fused_moe_comm_time_s(hw, msgs, 1.0, msg, ep, which, local_tokens=tokens)

@@ -16,7 +16,9 @@ import numpy as np
 
 from cmperf.comm.collectives import bulk_comm_time_s, fused_moe_comm_time_s
 from cmperf.compose.memory import activation_bytes, comm_buffer_bytes, kv_bytes_per_token, weight_bytes_per_die
-from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
+from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s, stream_time_s
+from cmperf.costs import attention
+from cmperf.costs.roofline import LATENCY
 from cmperf.costs.elementwise import elementwise_cost
 from cmperf.costs.moe import busiest_link_messages, expected_destinations, message_bytes, hottest_rank_load, placement, popularity_cv
 from cmperf.errors import SpecError
@@ -25,6 +27,8 @@ from cmperf.specs.loader import Spec
 from cmperf.units import DTYPE_BYTES
 
 STREAMS = ("attention", "moe")
+#: Microbatch counts a decode deployment may use: serial, or two or three overlapped on two streams.
+MICROBATCH_CHOICES = (1, 2, 3)
 
 
 @dataclass(kw_only=True)
@@ -42,6 +46,7 @@ class DecodeInputs:
     mtp_acceptance: object
     redundant: object
     attn_tp: object = 1
+    attn_cores: object = 0  # matrix cores of the attention stream (n >= 2); 0: the hardware file's split
     eplb_perfect: object = False
     extra: dict = field(default_factory=dict)
 
@@ -55,41 +60,34 @@ def expected_tokens_per_step(mtp, acceptance):
 
 
 def _attention_ops(die: Die, model: Spec, scope, t, r, kv_len, tp, extra_proj=False):
-    """Stream-0 operators for t tokens of r requests on one die (MLA, absorbed)."""
-    d = model["arch.hidden_size"]
-    h = model["attention.num_attention_heads"]
-    qr, kvr = model["attention.q_lora_rank"], model["attention.kv_lora_rank"]
-    nope, rope, v = model["attention.qk_nope_head_dim"], model["attention.qk_rope_head_dim"], model["attention.v_head_dim"]
-    mm, act = model["precision.matmul"], model["precision.activation"]
-    ab = DTYPE_BYTES[act]
-    s = "attention"
-    mt = t * tp  # tokens a die handles in the TP-split operators
-    ops = []
-    if extra_proj:  # MTP: concatenate embedding and hidden state, project 2d -> d
-        ops.append(die.matmul("MTP eh_proj", s, scope, t, 2 * d, d, mm, mm))
-    ops += [
-        die.vector("norms, RoPE, quantisation", s, scope, t * (2 * d + qr + kvr + h * (rope + v)) , *elementwise_cost("norm_quant", model)),
-        # Down-projections stay whole under TP: each die needs the full latents of the gathered tokens.
-        die.matmul("q_a + kv_a down-projection", s, scope, mt, d, qr + kvr + rope, mm, mm),
-        die.matmul("q_b up-projection", s, scope, mt, qr, h * (nope + rope) / tp, mm, mm),
-        die.matmul("q absorb (W_UK)", s, scope, mt, nope, kvr, mm, mm, groups=h / tp),
-    ]
-    kv_b = DTYPE_BYTES[model["precision.kv_cache"]]
-    core_flops = 2.0 * (h / tp) * (kvr + rope + kvr) * kv_len * mt
-    core_bytes = (r * tp) * kv_len * (kvr + rope) * kv_b + mt * (h / tp) * (kvr + rope + kvr) * ab
-    ops.append(die.attention("attention core (absorbed MLA)", s, scope, core_flops, core_bytes, model["precision.attention_core"]))
-    ops += [
-        die.matmul("out absorb (W_UV)", s, scope, mt, kvr, v, mm, mm, groups=h / tp),
-        die.matmul("o_proj", s, scope, mt, h * v / tp, d, mm, mm),
-    ]
-    if np.any(np.asarray(tp) > 1):
-        tp_bytes = 2.0 * (tp - 1) * t * d * ab
-        ops.append(die.comm("attention TP all-gather + reduce-scatter", s, scope, bulk_comm_time_s(die.hw, tp_bytes, tp), tp_bytes))
-    return ops
+    """Stream-0 operators for t tokens of r requests on one die: the model's attention kind
+    (`costs.attention`: absorbed MLA, sparse MLA or GQA, tensor-parallel over `tp` dies)."""
+    return attention.decode_ops(die, model, scope, t, r, kv_len, tp, extra_proj)
 
 
-def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
-    """Stream-1 operators of a MoE layer for t tokens per die in one microbatch."""
+def straggler_wait_s(hw: Spec, work_s, ranks):
+    """Expected wait of a synchronous all-to-all for its slowest rank.
+
+        W = T_pre x c x sqrt(2 ln R)
+    T_pre: the work each rank does before it reaches the exchange; c: the run-to-run spread of
+    that work on one rank (coefficient of variation); R: ranks in the exchange. The exchange
+    starts when the last of R near-normal arrivals is in, mu + sigma sqrt(2 ln R) (Gumbel tail,
+    as for the hottest expert rank). Load imbalance between ranks is priced where it arises (the
+    hottest expert rank); this is the spread left when every rank has the same work.
+    """
+    c = hw.get("overhead.rank_jitter_cv", 0.0)
+    z = np.sqrt(2.0 * np.log(np.maximum(np.asarray(ranks, dtype=float), 1.0)))
+    return np.asarray(work_s, dtype=float) * c * z
+
+
+def _wait_op(stream, scope, name, time_s):
+    t = np.asarray(time_s, dtype=float)
+    return Op(name, stream, scope, t, np.zeros_like(t), np.zeros_like(t), np.full(t.shape, LATENCY), engine="sync", full_die_time_s=0.0)
+
+
+def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_s=0.0):
+    """Stream-1 operators of a MoE layer for t tokens per die in one microbatch; `pre_sync_s` is
+    the work a rank does before the dispatch (its attention), which sets the straggler wait."""
     hw = die.hw
     d, inter = model["arch.hidden_size"], model["moe.moe_intermediate_size"]
     E, S, k = model["moe.n_routed_experts"], model["moe.n_shared_experts"], model["moe.num_experts_per_tok"]
@@ -102,7 +100,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
     skew = popularity_cv(model["routing.popularity_skew"], model["routing.eplb_residual_frac"], model["routing.request_skew"], requests, inp.eplb_perfect)
     tokens_in_group = ep * t
     mean_rank = tokens_in_group * k * pl["routed_per_rank"] / (E + np.asarray(inp.redundant, float))
-    hot = hottest_rank_load(mean_rank, pl["routed_per_rank"], pl["routed_ranks"], skew)
+    hot = hottest_rank_load(mean_rank, pl["routed_per_rank"], pl["routed_ranks"], skew, tokens_in_group, k)
     c = pl["routed_per_rank"]
     shared_rows = np.where(pl["dedicated"], tokens_in_group * S / np.maximum(pl["shared_copies"], 1.0), t * S)
     dmsg, cmsg = message_bytes(model)
@@ -114,7 +112,12 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
         die.vector("norm, quantisation", s, scope, t * d, *elementwise_cost("norm_quant", model)),
         die.matmul("gate", s, scope, t, d, E, act, act, out_dtype="fp32"),
         die.vector("top-k routing", s, scope, t * E, *elementwise_cost("topk", model)),
-        die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, dmsg, ep, "dispatch", die.vector_share), msgs * dmsg),
+        die.vector("routing init (sort token-expert pairs)", s, scope, t * k, *elementwise_cost("routing_init", model)),
+    ]
+    pre = pre_sync_s + sum(o.time_s for o in ops)
+    ops += [
+        _wait_op(s, scope, "wait for the slowest rank (dispatch)", straggler_wait_s(hw, pre, ep)),
+        die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, dmsg, ep, "dispatch", die.vector_share, local_tokens=t), msgs * dmsg),
     ]
     # The busiest die sets the MoE time: a routed-expert die at its hottest load, or a
     # shared-expert die (dedicated layout); in the replicated layout every die also runs its
@@ -131,7 +134,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
         die.matmul("experts gate/up (grouped)", s, scope, shared_rows, d, 2 * inter, mm, mm),
         die.vector("SwiGLU, quantisation", s, scope, shared_rows * 2 * inter, *elementwise_cost("swiglu_quant", model)),
         die.matmul("experts down (grouped)", s, scope, shared_rows, inter, d, mm, mm),
-    ]
+    ] if S else r_ops  # no shared expert: the routed experts always bind
     r_total = sum(o.time_s for o in r_ops)
     sh_total = np.where(pl["dedicated"] & (S > 0), sum(o.time_s for o in sh_ops), 0.0)
     routed_binds = r_total >= sh_total
@@ -142,21 +145,109 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies):
             np.where(routed_binds, ro.hbm_bytes, so.hbm_bytes), np.where(routed_binds, ro.bound, so.bound),
             engine=ro.engine, full_die_time_s=np.where(routed_binds, ro.full_die_time_s, so.full_die_time_s),
         ))
-    ops.append(die.comm("combine", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, cmsg, ep, "combine", die.vector_share), msgs * cmsg))
+    expert_s = np.where(routed_binds, r_total, sh_total)
+    ops += [
+        _wait_op(s, scope, "wait for the slowest rank (combine)", straggler_wait_s(hw, expert_s, ep)),
+        die.comm("combine", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, cmsg, ep, "combine", die.vector_share, local_tokens=t), msgs * cmsg),
+        die.vector("weighted sum of expert outputs", s, scope, t * (k + S) * d, *elementwise_cost("weighted_sum", model)),
+        die.vector("residual add", s, scope, t * d, *elementwise_cost("residual_add", model)),
+    ]
     aux = {"placement": pl, "hot_rank_tokens": hot, "mean_rank_tokens": mean_rank, "destinations": dest, "shared_rows": shared_rows}
     return ops, aux
 
 
-def _dense_ffn_ops(die: Die, model: Spec, scope, t):
+def _ffn_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_s=0.0):
+    """The FFN of a MoE layer, or of a dense model's layer (no experts: nothing to place or route)."""
+    if dv.has_moe(model):
+        return _moe_ops(die, model, scope, t, inp, dies, pre_sync_s)
+    zero = 0.0 * np.asarray(t, float)
+    aux = {"placement": placement(0, 0, inp.ep, inp.redundant), "hot_rank_tokens": zero, "mean_rank_tokens": zero, "destinations": zero, "shared_rows": zero}
+    return _dense_ffn_ops(die, model, scope, t, dv.dense_ffn_tp(model, inp.attn_tp)), aux
+
+
+def _dense_ffn_ops(die: Die, model: Spec, scope, t, tp=1):
+    """Dense SwiGLU FFN for t tokens per die. With tp > 1 (a dense model's FFN shares the attention
+    TP group, `derived.dense_ffn_tp`): the group's t tp tokens through a 1/tp slice of the weights
+    (gate/up split by columns, down by rows), then all-gather in and reduce-scatter out, 2 (tp - 1) t d."""
     d, inter = model["arch.hidden_size"], model["arch.intermediate_size"]
     mm, ab = model["precision.matmul"], DTYPE_BYTES[model["precision.activation"]]
     s = "moe"
-    return [
+    mt = t * tp
+    ops = [
         die.vector("norm, quantisation", s, scope, t * d, *elementwise_cost("norm_quant", model)),
-        die.matmul("dense FFN gate/up", s, scope, t, d, 2 * inter, mm, mm),
-        die.vector("SwiGLU, quantisation", s, scope, t * 2 * inter, *elementwise_cost("swiglu_quant", model)),
-        die.matmul("dense FFN down", s, scope, t, inter, d, mm, mm),
+        die.matmul("dense FFN gate/up", s, scope, mt, d, 2 * inter / tp, mm, mm),
+        die.vector("SwiGLU, quantisation", s, scope, mt * 2 * inter / tp, *elementwise_cost("swiglu_quant", model)),
+        die.matmul("dense FFN down", s, scope, mt, inter / tp, d, mm, mm),
+        die.vector("residual add", s, scope, t * d, *elementwise_cost("residual_add", model)),
     ]
+    if np.any(np.asarray(tp) > 1):
+        tp_bytes = 2.0 * (tp - 1) * t * d * ab
+        ops.append(die.comm("FFN TP all-gather + reduce-scatter", s, scope, bulk_comm_time_s(die.hw, tp_bytes, tp), tp_bytes))
+    return ops
+
+
+def split_choices(hw: Spec) -> list[int]:
+    """Matrix cores the attention stream may hold when microbatches overlap (0: the file's split).
+
+    From `overlap.decode_split_min_attention_matrix_cores` to `..._max_...` in steps of
+    `overlap.decode_split_step_matrix_cores`; without those keys only the hardware file's split."""
+    if not hw.has("overlap.decode_split_min_attention_matrix_cores"):
+        return [0]
+    return list(range(hw["overlap.decode_split_min_attention_matrix_cores"], hw["overlap.decode_split_max_attention_matrix_cores"] + 1,
+                      hw["overlap.decode_split_step_matrix_cores"]))
+
+
+def pipelines(hw: Spec) -> list[tuple[int, int]]:
+    """(microbatches, attention matrix cores) pairs a decode deployment may use: one microbatch on
+    the whole die, two on two streams at each allowed split, three at the hardware file's split
+    (a third microbatch only adds per-call costs where two already balance the streams)."""
+    return [(1, 0)] + [(2, a) for a in split_choices(hw)] + [(n, 0) for n in MICROBATCH_CHOICES if n >= 3]
+
+
+def stream_shares(hw: Spec, microbatches, attn_cores=0):
+    """((matrix, vector) share of the attention stream, (matrix, vector) share of the MoE stream).
+
+    One microbatch runs each operator on the whole die. With two or more, the streams hold the
+    hardware file's split (attn_cores = 0) or `attn_cores` matrix cores for attention and the rest
+    for the MoE path, vector cores in the die's own proportion (the paper's 16/32 and 8/16).
+    """
+    n = np.asarray(microbatches, dtype=float)
+    a = np.asarray(attn_cores, dtype=float)
+    m, v = hw["die.matrix_cores"], hw["die.vector_cores"]
+    split, chosen = n >= 2, a > 0
+    att_m = np.where(chosen, a / m, hw["overlap.decode_attention_matrix_cores"] / m)
+    att_v = np.where(chosen, a / m, hw["overlap.decode_attention_vector_cores"] / v)
+    moe_m = np.where(chosen, 1.0 - a / m, hw["overlap.decode_moe_matrix_cores"] / m)
+    moe_v = np.where(chosen, 1.0 - a / m, hw["overlap.decode_moe_vector_cores"] / v)
+    one = np.ones(np.broadcast(n, a).shape)
+    return ((np.where(split, att_m, one), np.where(split, att_v, one)),
+            (np.where(split, moe_m, one), np.where(split, moe_v, one)))
+
+
+def single_batch_hidden_s(die: Die, model: Spec, ops, t, dedicated, microbatches):
+    """Communication one microbatch hides behind its own shared expert (per layer), where the
+    hardware file says the fused dispatch/combine run in the background (overlap.decode_single_batch).
+
+        hidden = min(T_dispatch + T_combine, T_shared)   for n = 1;   0 otherwise
+    The shared expert needs neither the dispatched tokens nor the combined result, so it computes
+    while the sends are in flight; nothing else of the same layer can (every other MoE operator
+    waits for dispatch). Dedicated shared-expert dies leave nothing to hide behind on routed dies.
+    Source: DeepEP low-latency kernels' background receive (no SMs held while data is in flight).
+    """
+    sh = dv.moe_shape(model)
+    if not die.hw.get("overlap.decode_single_batch", 0) or sh["S"] == 0:
+        return 0.0
+    d, inter, S = model["arch.hidden_size"], sh["inter"], sh["S"]
+    mm = model["precision.matmul"]
+    rows = np.asarray(t, float) * S
+    shared = sum(op.time_s for op in (
+        die.matmul("shared expert gate/up", "moe", "", rows, d, 2 * inter, mm, mm),
+        die.vector("shared expert SwiGLU", "moe", "", rows * 2 * inter, *elementwise_cost("swiglu_quant", model)),
+        die.matmul("shared expert down", "moe", "", rows, inter, d, mm, mm),
+    ))
+    comm = sum((op.time_s for op in ops if op.engine == "link" and op.stream == "moe"), start=np.float64(0.0))
+    hidden = np.where(np.asarray(dedicated) | (S == 0), 0.0, np.minimum(comm, shared))
+    return np.where(np.asarray(microbatches) <= 1, hidden, 0.0)
 
 
 def validate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> None:
@@ -166,6 +257,9 @@ def validate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> None:
             raise SpecError(f"must be >= 1, got {getattr(inp, name)}", where=f"--{name.replace('_', '-')}")
     if np.any(np.asarray(inp.mtp) < 0) or np.any(np.asarray(inp.redundant) < 0):
         raise SpecError("must be >= 0", where="--mtp/--redundant")
+    a = np.asarray(inp.attn_cores)
+    if np.any((a < 0) | (a >= hw["die.matrix_cores"])):
+        raise SpecError(f"expected 1 to {hw['die.matrix_cores'] - 1} matrix cores for the attention stream (0: the hardware file's split), got {inp.attn_cores}", where="--attn-cores")
     if np.any(np.asarray(inp.kv_len) < 1):
         raise SpecError(f"must be >= 1, got {inp.kv_len}", where="--kv-len")
     a = np.asarray(inp.mtp_acceptance)
@@ -184,23 +278,21 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     q = k + 1.0
     t = b * q / n  # tokens per die per microbatch
     r = b / n
-    split = n >= 2
-    att_die = Die(hw, np.where(split, hw["overlap.decode_attention_matrix_cores"] / hw["die.matrix_cores"], 1.0),
-                  np.where(split, hw["overlap.decode_attention_vector_cores"] / hw["die.vector_cores"], 1.0))
-    moe_die = Die(hw, np.where(split, hw["overlap.decode_moe_matrix_cores"] / hw["die.matrix_cores"], 1.0),
-                  np.where(split, hw["overlap.decode_moe_vector_cores"] / hw["die.vector_cores"], 1.0))
-    full = Die(hw)
+    (att_m, att_v), (moe_m, moe_v) = stream_shares(hw, n, inp.attn_cores)
+    att_die, moe_die, full = Die(hw, att_m, att_v), Die(hw, moe_m, moe_v), Die(hw)
     L_dense, L_moe = dv.layer_counts(model)
     n_mtp_modules = model["mtp.num_nextn_predict_layers"]
+    # Each draft token is one run of one MTP module: k runs per step however many modules there are.
+    mtp_runs = min(n_mtp_modules, 1)
     kv_len = np.asarray(inp.kv_len, float)
 
-    dense_ops = _attention_ops(att_die, model, "dense layers", t, r, kv_len, tp) + _dense_ffn_ops(moe_die, model, "dense layers", t)
+    dense_ops = _attention_ops(att_die, model, "dense layers", t, r, kv_len, tp) + _dense_ffn_ops(moe_die, model, "dense layers", t, dv.dense_ffn_tp(model, tp))
     moe_att = _attention_ops(att_die, model, "MoE layers", t, r, kv_len, tp)
-    moe_ffn, aux = _moe_ops(moe_die, model, "MoE layers", t, inp, dies)
+    moe_ffn, aux = _ffn_ops(moe_die, model, "MoE layers", t, inp, dies, stream_time_s(moe_att, "attention"))
     moe_ops = moe_att + moe_ffn
     # The MTP module drafts one token per request per run, k runs per step.
     mtp_att = _attention_ops(att_die, model, "MTP module", r, r, kv_len, tp, extra_proj=True)
-    mtp_ffn, _ = _moe_ops(moe_die, model, "MTP module", r, inp, dies)
+    mtp_ffn, _ = _ffn_ops(moe_die, model, "MTP module", r, inp, dies, stream_time_s(mtp_att, "attention"))
     mtp_ops = mtp_att + mtp_ffn
 
     hbm_bw = full.hbm_bw
@@ -208,6 +300,8 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     w_moe = pipelined_layer_time_s(moe_ops, STREAMS, n, hbm_bw)
     w_mtp = pipelined_layer_time_s(mtp_ops, STREAMS, n, hbm_bw)
     fill = pipeline_fill_s(moe_ops, STREAMS, n) + k * pipeline_fill_s(mtp_ops, STREAMS, n)
+    w_moe = w_moe - single_batch_hidden_s(moe_die, model, moe_ffn, t, aux["placement"]["dedicated"], n)
+    w_mtp = w_mtp - single_batch_hidden_s(moe_die, model, mtp_ffn, r, aux["placement"]["dedicated"], n)
 
     d, V = model["arch.hidden_size"], model["arch.vocab_size"]
     tokens = b * q
@@ -224,8 +318,8 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     for op in moe_ops:
         op.calls = L_moe * n
     for op in mtp_ops:
-        op.calls = k * n * n_mtp_modules
-    layers_wall = L_dense * w_dense + L_moe * w_moe + k * n_mtp_modules * w_mtp
+        op.calls = k * n * mtp_runs
+    layers_wall = L_dense * w_dense + L_moe * w_moe + k * mtp_runs * w_mtp
     step = layers_wall + fill + sum(op.calls * op.time_s for op in serial) + overhead
     ept = expected_tokens_per_step(k, inp.mtp_acceptance)
     tpot = step / ept
@@ -233,13 +327,13 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
 
     # Memory.
     pl = aux["placement"]
-    mtp_layers = n_mtp_modules * (k > 0)
+    mtp_layers = n_mtp_modules * (k > 0)  # every module's weights and KV cache are resident
     weights = weight_bytes_per_die(model, pl["experts_per_rank"], tp, mtp_layers)
     dmsg, cmsg = message_bytes(model)
     max_ctx = np.asarray(inp.extra.get("max_context", kv_len), float)
     mem = dict(weights)
-    mem["KV cache"] = b * tp * max_ctx * kv_bytes_per_token(model, mtp_layers)
-    mem["dispatch/combine buffers"] = comm_buffer_bytes(inp.ep, b * q, pl["experts_per_rank"], model["moe.num_experts_per_tok"], dmsg, cmsg)
+    mem["KV cache"] = b * tp * max_ctx * kv_bytes_per_token(model, mtp_layers) * dv.kv_share_per_die(model, tp)
+    mem["dispatch/combine buffers"] = comm_buffer_bytes(inp.ep, b * q, pl["experts_per_rank"], dv.moe_shape(model)["k"], dmsg, cmsg)
     mem["activations"] = activation_bytes(model, b * q)
     mem["reserve"] = hw["memory.reserve_bytes_per_die"]
     used = sum(mem.values())
@@ -249,12 +343,12 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     fixed = used - per_req * b
     max_batch = np.floor(np.maximum(cap - fixed, 0.0) / per_req) * dies_pkg
 
-    valid = pl["valid"] & (np.mod(dies, inp.ep) == 0) & (np.mod(dies, tp) == 0) & (np.asarray(inp.ep) <= dies)
+    valid = pl["valid"] & (np.mod(dies, inp.ep) == 0) & (np.mod(dies, tp) == 0) & (np.asarray(inp.ep) <= dies) & dv.heads_fit_tp(model, tp)
     return {
         "phase": "decode",
         "inputs": inp,
         "ops": dense_ops + moe_ops + mtp_ops + serial,
-        "layer_wall_s": {"dense layers": L_dense * w_dense, "MoE layers": L_moe * w_moe, "MTP module": k * n_mtp_modules * w_mtp},
+        "layer_wall_s": {"dense layers": L_dense * w_dense, "MoE layers": L_moe * w_moe, "MTP module": k * mtp_runs * w_mtp},
         "fill_s": fill,
         "overhead_s": overhead,
         "step_s": step,

@@ -12,21 +12,19 @@ from cmperf.specs.loader import Spec
 from cmperf.units import DTYPE_BYTES
 
 
-def weight_bytes_per_die(model: Spec, experts_per_rank, attn_tp, mtp_layers):
+def weight_bytes_per_die(model: Spec, experts_per_rank, attn_tp, mtp_layers, phase="decode"):
     """Weights resident on one die.
 
-    Attention and dense FFN are replicated per data-parallel rank (split over the attention TP
-    group); each rank holds its experts in every MoE layer (and the MTP module's); embedding and
-    LM head are replicated.
+    Attention and dense FFN are replicated per data-parallel rank (attention split over the TP
+    group as `derived.attention_params_per_die` says for the phase); each rank holds its experts
+    in every MoE layer (and the MTP module's); embedding and LM head are replicated.
     """
     wb = DTYPE_BYTES[model["precision.weights_resident"]]
     ab = DTYPE_BYTES[model["precision.activation"]]
     dense_layers, moe_layers = dv.layer_counts(model)
     layers = model["arch.num_hidden_layers"] + mtp_layers
-    ap = dv.attention_params_per_layer(model)
-    # Under attention TP the head-split matrices divide across the group; the down-projections stay whole.
-    attn = ((ap["q_a"] + ap["kv_a"]) + (ap["q_b"] + ap["kv_b"] + ap["o"]) / np.asarray(attn_tp, float)) * layers * wb
-    dense = dense_layers * dv.dense_ffn_params(model) * wb
+    attn = dv.attention_params_per_die(model, attn_tp, phase) * layers * wb
+    dense = dense_layers * dv.dense_ffn_params(model) * wb / dv.dense_ffn_tp(model, attn_tp)
     experts = np.asarray(experts_per_rank, float) * dv.expert_params(model) * (moe_layers + mtp_layers) * wb
     gate = dv.gate_params(model) * (moe_layers + mtp_layers) * ab
     emb = dv.embedding_params(model) * ab
@@ -38,7 +36,7 @@ def weight_bytes_per_die(model: Spec, experts_per_rank, attn_tp, mtp_layers):
 
 def kv_bytes_per_token(model: Spec, mtp_layers):
     layers = model["arch.num_hidden_layers"] + mtp_layers
-    return dv.kv_elements_per_token_per_layer(model) * DTYPE_BYTES[model["precision.kv_cache"]] * layers
+    return dv.kv_bytes_per_token_per_layer(model) * layers
 
 
 def comm_buffer_bytes(ep, tokens_per_die, experts_per_rank, top_k, dispatch_msg, combine_msg):
@@ -57,10 +55,9 @@ def activation_bytes(model: Spec, tokens):
     Assumes: two such buffers live at once; logits in FP32.
     """
     ab = DTYPE_BYTES[model["precision.activation"]]
-    h = model["attention.num_attention_heads"]
     per_token = 2 * ab * max(
         model["arch.hidden_size"] * 4,
-        h * (2 * (model["attention.qk_nope_head_dim"] + model["attention.qk_rope_head_dim"]) + 2 * model["attention.v_head_dim"]),
+        dv.attention_activation_elements_per_token(model),
         2 * model["arch.intermediate_size"],
     ) + 4 * model["arch.vocab_size"]
     return np.asarray(tokens, float) * per_token

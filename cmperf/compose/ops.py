@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cmperf.costs.roofline import COMM, matmul_efficiency, roofline_time_s
-from cmperf.specs.derived import matrix_peak_flops_per_s
+from cmperf.specs.derived import matmul_compute_frac, matmul_kernel_fixed_s, matrix_peak_flops_per_s, small_m_tile_rows
 from cmperf.specs.loader import Spec
 from cmperf.units import DTYPE_BYTES
 
@@ -32,28 +32,37 @@ class Op:
 
 
 class Die:
-    """The engines of one die as a stream sees them: its share of cores and the shared HBM."""
+    """The engines of one die as a stream sees them: its share of cores, the clock they hold
+    (`clock_frac` of the quoted one) and the shared HBM."""
 
-    def __init__(self, hw: Spec, matrix_share=1.0, vector_share=1.0):
+    def __init__(self, hw: Spec, matrix_share=1.0, vector_share=1.0, clock_frac=1.0):
         self.hw = hw
         self.matrix_share = matrix_share
         self.vector_share = vector_share
+        self.clock_frac = clock_frac
         self.hbm_bw = hw["die.hbm_bandwidth_bytes_per_s"] * hw["efficiency.hbm_frac"]
         self.latency = hw["overhead.op_latency_s"]
 
     def matmul(self, name, stream, scope, m, k, n, dtype, weight_dtype, out_dtype="bf16", groups=1.0, weight_copies=None, rows_padded=None):
-        """(groups x) GEMM of M x K by K x N; weights read once per call."""
+        """(groups x) GEMM of M x K by K x N; weights read once per call.
+
+            T = max(F / (P c e(M, K) s occ), B / W) + t_kernel + t_launch
+        P, e: the data type's peak and large-GEMM efficiency; c: the clock held; s: the stream's
+        core share; occ, W: wave quantisation (`_waves`); t_kernel: the kernel's fixed fill and
+        drain (efficiency.matmul_kernel_fixed_s); t_launch: the gap between kernels.
+        """
         hw = self.hw
-        peak = matrix_peak_flops_per_s(hw, dtype)
+        peak = matrix_peak_flops_per_s(hw, dtype) * self.clock_frac
         m = np.asarray(m, dtype=float)
-        eff = matmul_efficiency(m if rows_padded is None else rows_padded, k, hw["die.matrix_tile_rows"], hw["efficiency.matmul_compute_frac"], hw["efficiency.matmul_k_overhead_elements"])
+        eff = matmul_efficiency(m if rows_padded is None else rows_padded, k, hw["die.matrix_tile_rows"], matmul_compute_frac(hw, dtype),
+                                hw["efficiency.matmul_k_overhead_elements"], small_m_tile_rows(hw))
         flops = 2.0 * m * k * n * groups
         wcopies = groups if weight_copies is None else weight_copies
         bytes_ = wcopies * k * n * DTYPE_BYTES[weight_dtype] + groups * m * (k * DTYPE_BYTES[dtype] + n * DTYPE_BYTES[out_dtype])
         full_peak = peak * np.maximum(eff, 1e-9)
         occ, bw = self._waves(m, n, groups, self.matrix_share)
         occ_full, bw_full = self._waves(m, n, groups, 1.0)
-        t, bound = roofline_time_s(flops, bytes_, full_peak * self.matrix_share * occ, bw, self.latency)
+        t, bound = roofline_time_s(flops, bytes_, full_peak * self.matrix_share * occ, bw, self.latency + matmul_kernel_fixed_s(hw))
         t_full, _ = roofline_time_s(flops, bytes_, full_peak * occ_full, bw_full)
         return Op(name, stream, scope, t, flops, bytes_, bound, engine="matrix", full_die_time_s=t_full)
 
@@ -72,13 +81,13 @@ class Die:
         cores = np.maximum(hw["die.matrix_cores"] * np.asarray(share, dtype=float), 1.0)
         tiles = np.ceil(np.asarray(m, dtype=float) / hw["die.matrix_block_rows"]) * np.ceil(n / hw["die.matrix_block_cols"]) * groups
         waves = np.ceil(tiles / cores)
-        occ = tiles / (waves * cores)
+        occ = np.where(tiles > 0, tiles / np.maximum(waves * cores, 1.0), 1.0)  # no tiles: an absent operator
         bw = np.minimum(self.hbm_bw, np.minimum(tiles, cores) * hw["die.core_bandwidth_bytes_per_s"])
         return occ, bw
 
     def attention(self, name, stream, scope, flops, bytes_, dtype):
         hw = self.hw
-        peak = matrix_peak_flops_per_s(hw, dtype) * hw["efficiency.attention_compute_frac"]
+        peak = matrix_peak_flops_per_s(hw, dtype) * hw["efficiency.attention_compute_frac"] * self.clock_frac
         t, bound = roofline_time_s(flops, bytes_, peak * self.matrix_share, self.hbm_bw, self.latency)
         t_full, _ = roofline_time_s(flops, bytes_, peak, self.hbm_bw)
         return Op(name, stream, scope, t, np.asarray(flops, float), np.asarray(bytes_, float), bound, engine="matrix", full_die_time_s=t_full)

@@ -19,6 +19,7 @@ import numpy as np
 from cmperf.comm.collectives import bulk_comm_time_s, kv_transfer_time_s
 from cmperf.compose.memory import activation_bytes, kv_bytes_per_token, weight_bytes_per_die
 from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
+from cmperf.costs import attention
 from cmperf.costs.elementwise import elementwise_cost
 from cmperf.costs.moe import busiest_link_messages, expected_destinations, message_bytes, hottest_rank_load, placement, popularity_cv
 from cmperf.errors import SpecError
@@ -47,37 +48,9 @@ class PrefillInputs:
 
 
 def _attention_ops(die: Die, model: Spec, scope, t, S, hit, tp):
-    """Hybrid SP-TP-SP MLA over t new tokens per die; prompts of S tokens with h*S cached."""
-    hw = die.hw
-    d = model["arch.hidden_size"]
-    h = model["attention.num_attention_heads"]
-    qr, kvr = model["attention.q_lora_rank"], model["attention.kv_lora_rank"]
-    nope, rope, v = model["attention.qk_nope_head_dim"], model["attention.qk_rope_head_dim"], model["attention.v_head_dim"]
-    mm, ab = model["precision.matmul"], DTYPE_BYTES[model["precision.activation"]]
-    c, x = "compute", "comm"
-    mt = t * tp
-    # Causal: a new token at position i attends to i keys; new tokens are positions hS..S.
-    mean_ctx = (S * hit + S) / 2.0 + 0.5
-    ops = [
-        die.vector("norms, RoPE, quantisation", c, scope, t * (2 * d + qr + kvr + h * (nope + 2 * rope + v)), *elementwise_cost("norm_quant", model)),
-        die.matmul("q_a + kv_a down-projection (SP)", c, scope, t, d, qr + kvr + rope, mm, mm),
-    ]
-    if np.any(np.asarray(tp) > 1):
-        ag = (tp - 1) * t * (qr + kvr + rope) * ab
-        ops.append(die.comm("all-gather latents (SP->TP)", x, scope, bulk_comm_time_s(hw, ag, tp), ag))
-    ops += [
-        die.matmul("q_b up-projection (TP)", c, scope, mt, qr, h * (nope + rope) / tp, mm, mm),
-        # K and V of the cached prefix are up-projected from its latents as well (un-absorbed).
-        die.matmul("kv_b up-projection (TP, new and cached tokens)", c, scope, mt / (1.0 - hit), kvr, h * (nope + v) / tp, mm, mm),
-    ]
-    core_flops = 2.0 * (h / tp) * (nope + rope + v) * mean_ctx * mt
-    core_bytes = mt * (h / tp) * (2 * (nope + rope) + 2 * v) * ab
-    ops.append(die.attention("attention core (causal MHA)", c, scope, core_flops, core_bytes, model["precision.attention_core"]))
-    if np.any(np.asarray(tp) > 1):
-        a2a = t * h * v * ab * (tp - 1) / tp
-        ops.append(die.comm("all-to-all heads->tokens (TP->SP)", x, scope, bulk_comm_time_s(hw, a2a, tp), a2a))
-    ops.append(die.matmul("o_proj (SP)", c, scope, t, h * v, d, mm, mm))
-    return ops
+    """Hybrid SP-TP-SP attention of the model's kind (`costs.attention`) over t new tokens per die;
+    prompts of S tokens with h*S cached."""
+    return attention.prefill_ops(die, model, scope, t, S, hit, tp)
 
 
 def _moe_ops(die: Die, model: Spec, scope, t, inp: PrefillInputs):
@@ -94,7 +67,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: PrefillInputs):
     skew = popularity_cv(model["routing.popularity_skew"], model["routing.eplb_residual_frac"], model["routing.request_skew"], requests, inp.eplb_perfect)
     tokens_in_group = ep * t
     mean_rank = tokens_in_group * k * pl["routed_per_rank"] / (E + np.asarray(inp.redundant, float))
-    hot = hottest_rank_load(mean_rank, pl["routed_per_rank"], pl["routed_ranks"], skew)
+    hot = hottest_rank_load(mean_rank, pl["routed_per_rank"], pl["routed_ranks"], skew, tokens_in_group, k)
     shared_rows = np.where(pl["dedicated"], tokens_in_group * S / np.maximum(pl["shared_copies"], 1.0), t * S)
     rows = np.maximum(hot + np.where(pl["dedicated"], 0.0, shared_rows), np.where(pl["dedicated"], shared_rows, 0.0))
     groups = pl["routed_per_rank"] + np.where(pl["dedicated"], 0.0, S)
@@ -124,15 +97,30 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: PrefillInputs):
     return ops, {"placement": pl, "hot_rank_tokens": hot, "mean_rank_tokens": mean_rank, "destinations": dest}
 
 
-def _dense_ops(die: Die, model: Spec, scope, t):
+def _ffn_ops(die: Die, model: Spec, scope, t, inp: PrefillInputs):
+    """The FFN of a MoE layer, or of a dense model's layer (no experts: nothing to dispatch)."""
+    if dv.has_moe(model):
+        return _moe_ops(die, model, scope, t, inp)
+    zero = 0.0 * np.asarray(t, float)
+    return _dense_ops(die, model, scope, t, dv.dense_ffn_tp(model, inp.attn_tp)), {"placement": placement(0, 0, inp.ep, inp.redundant), "hot_rank_tokens": zero,
+                                              "mean_rank_tokens": zero, "destinations": zero}
+
+
+def _dense_ops(die: Die, model: Spec, scope, t, tp=1):
+    """Dense SwiGLU FFN; with tp > 1 split over the TP group as in decode (`derived.dense_ffn_tp`)."""
     d, inter = model["arch.hidden_size"], model["arch.intermediate_size"]
     mm, ab = model["precision.matmul"], DTYPE_BYTES[model["precision.activation"]]
-    return [
+    mt = t * tp
+    ops = [
         die.vector("norm, quantisation", "compute", scope, t * d, *elementwise_cost("norm_quant", model)),
-        die.matmul("dense FFN gate/up", "compute", scope, t, d, 2 * inter, mm, mm),
-        die.vector("SwiGLU, quantisation", "compute", scope, t * 2 * inter, *elementwise_cost("swiglu_quant", model)),
-        die.matmul("dense FFN down", "compute", scope, t, inter, d, mm, mm),
+        die.matmul("dense FFN gate/up", "compute", scope, mt, d, 2 * inter / tp, mm, mm),
+        die.vector("SwiGLU, quantisation", "compute", scope, mt * 2 * inter / tp, *elementwise_cost("swiglu_quant", model)),
+        die.matmul("dense FFN down", "compute", scope, mt, inter / tp, d, mm, mm),
     ]
+    if np.any(np.asarray(tp) > 1):
+        tp_bytes = 2.0 * (tp - 1) * t * d * ab
+        ops.append(die.comm("FFN TP all-gather + reduce-scatter", "comm", scope, bulk_comm_time_s(die.hw, tp_bytes, tp), tp_bytes))
+    return ops
 
 
 def validate_prefill(inp: PrefillInputs) -> None:
@@ -171,21 +159,20 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
     new = T * (1.0 - hit)  # tokens actually computed
     t = new / n
     comm_cores = hw["overlap.prefill_comm_matrix_cores"] / hw["die.matrix_cores"]
-    # Matrix engines at their sustained duty cycle in prefill (fitted, see hardware file).
-    duty = hw["efficiency.prefill_matrix_duty_frac"]
-    die = Die(hw, np.where(n >= 2, 1.0 - comm_cores, 1.0) * duty, 1.0)
+    # Matrix engines at the rate a long batch sustains (clock under load; fitted duty where a file has one).
+    die = Die(hw, np.where(n >= 2, 1.0 - comm_cores, 1.0), 1.0, clock_frac=dv.prefill_matrix_rate_frac(hw))
     full = Die(hw)
     L_dense, L_moe = dv.layer_counts(model)
     k = np.asarray(inp.mtp, float)
     n_mtp = model["mtp.num_nextn_predict_layers"] * (k > 0)
 
-    dense_ops = _attention_ops(die, model, "dense layers", t, S, hit, tp) + _dense_ops(die, model, "dense layers", t)
+    dense_ops = _attention_ops(die, model, "dense layers", t, S, hit, tp) + _dense_ops(die, model, "dense layers", t, dv.dense_ffn_tp(model, tp))
     moe_att = _attention_ops(die, model, "MoE layers", t, S, hit, tp)
-    moe_ffn, aux = _moe_ops(die, model, "MoE layers", t, inp)
+    moe_ffn, aux = _ffn_ops(die, model, "MoE layers", t, inp)
     moe_ops = moe_att + moe_ffn
     d = model["arch.hidden_size"]
     mtp_ops = [die.matmul("MTP eh_proj", "compute", "MTP module", t, 2 * d, d, model["precision.matmul"], model["precision.matmul"])]
-    mtp_ops += _attention_ops(die, model, "MTP module", t, S, hit, tp) + _moe_ops(die, model, "MTP module", t, inp)[0]
+    mtp_ops += _attention_ops(die, model, "MTP module", t, S, hit, tp) + _ffn_ops(die, model, "MTP module", t, inp)[0]
 
     hbm = full.hbm_bw
     w_dense = pipelined_layer_time_s(dense_ops, STREAMS, n, hbm)
@@ -217,11 +204,8 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
     ttft = batch_s + kv_s
 
     pl = aux["placement"]
-    weights = weight_bytes_per_die(model, pl["experts_per_rank"], 1.0, mtp_layers)
-    # Up-projections are split over the TP group; the rest of attention is replicated.
-    ap = dv.attention_params_per_layer(model)
-    wb = DTYPE_BYTES[model["precision.weights_resident"]]
-    weights["weights: attention"] = weights["weights: attention"] - (ap["q_b"] + ap["kv_b"]) * (model["arch.num_hidden_layers"] + mtp_layers) * wb * (1 - 1 / tp)
+    # The head-split projections divide over the TP group; the rest of attention is replicated.
+    weights = weight_bytes_per_die(model, pl["experts_per_rank"], tp, mtp_layers, phase="prefill")
     mem = dict(weights)
     mem["KV cache (batch in flight)"] = kv_per_die
     mem["dispatch/combine buffers"] = t * aux["destinations"] * sum(message_bytes(model)) * 2.0
@@ -229,7 +213,7 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
     mem["reserve"] = hw["memory.reserve_bytes_per_die"]
     used = sum(mem.values())
     cap = hw["die.hbm_capacity_bytes"]
-    valid = pl["valid"] & (np.mod(dies, inp.ep) == 0) & (np.mod(dies, tp) == 0) & (np.asarray(inp.ep) <= dies) & (np.asarray(h_ok := hit) < 1)
+    valid = pl["valid"] & (np.mod(dies, inp.ep) == 0) & (np.mod(dies, tp) == 0) & dv.heads_fit_tp(model, tp) & (np.asarray(inp.ep) <= dies) & (np.asarray(h_ok := hit) < 1)
     return {
         "phase": "prefill",
         "inputs": inp,

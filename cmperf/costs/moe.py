@@ -24,8 +24,9 @@ def placement(n_routed, n_shared, ep, redundant):
     dedicated = ep >= instances + (1 if n_shared else 0)
     replicated = (~dedicated) & (np.mod(instances, ep) == 0)
     shared_copies = np.where(dedicated, ep - instances, ep) if n_shared else np.zeros_like(ep)
+    # A dense model (no routed experts) has nothing to place and no redundant copies to make.
     return {
-        "valid": (dedicated | replicated) & (ep >= 1),
+        "valid": (dedicated | replicated) & (ep >= 1) & ((n_routed > 0) | (redundant == 0)),
         "dedicated": dedicated,
         "routed_per_rank": np.where(dedicated, 1.0, instances / ep),
         "routed_ranks": np.where(dedicated, instances, ep),
@@ -63,20 +64,25 @@ def _ratio_of_falling_factorials(a, b, k):
     return out
 
 
-def hottest_rank_load(mean_load, experts_on_rank, n_ranks, skew_cv):
+def hottest_rank_load(mean_load, experts_on_rank, n_ranks, skew_cv, tokens=None, top_k=None):
     """Expected load of the busiest of `n_ranks` ranks with the given mean load (tokens).
 
-        L_max = mu + sqrt(mu^2 s^2 / c + mu) * sqrt(2 ln R)
+        L_max = min(mu + sqrt(mu^2 s^2 / c + mu) * sqrt(2 ln R),  T x min(k, c))
     mu: mean tokens per rank; Poisson sampling noise (variance mu) plus expert-popularity spread
     with coefficient of variation s over c independently placed experts; the expected maximum of R
-    near-normal loads is mu + sigma * sqrt(2 ln R) (Gumbel tail).
+    near-normal loads is mu + sigma * sqrt(2 ln R) (Gumbel tail). No rank can receive more rows
+    than every one of the T tokens routed to it, each to at most min(k, c) of its experts: with
+    `tokens` and `top_k` given, that bound caps the tail (a large skew otherwise exceeds it).
     Assumes: independent popularity per expert; s already reduced by load balancing.
     """
     mu = np.asarray(mean_load, dtype=float)
     c = np.maximum(np.asarray(experts_on_rank, dtype=float), 1.0)
     sigma = np.sqrt(mu * mu * skew_cv * skew_cv / c + mu)
     z = np.sqrt(2.0 * np.log(np.maximum(np.asarray(n_ranks, dtype=float), 1.0)))
-    return mu + sigma * z
+    hot = mu + sigma * z
+    if tokens is not None and top_k is not None:
+        hot = np.minimum(hot, np.asarray(tokens, dtype=float) * np.minimum(top_k, c))
+    return hot
 
 
 def popularity_cv(global_skew, eplb_residual, request_skew, requests_mixed, perfect=False):
@@ -108,7 +114,10 @@ def busiest_link_messages(tokens, destinations, hot_rows, routed_destinations, t
 
 def message_bytes(model: Spec) -> tuple[float, float]:
     """(dispatch, combine) bytes per token per destination: the hidden state at each payload's
-    precision, plus the per-token scale when dispatch is quantised (7.5 KB / 14 KB for DeepSeek-R1)."""
+    precision, plus the per-token scale when dispatch is quantised (7.5 KB / 14 KB for DeepSeek-R1);
+    none for a dense model."""
+    if not model.has("moe.n_routed_experts"):
+        return 0.0, 0.0
     d = model["arch.hidden_size"]
     disp_dt = model["precision.dispatch"]
     scale = model["quant.dispatch_scale_bytes_per_token"] if DTYPE_BYTES[disp_dt] < 2 else 0.0

@@ -23,19 +23,28 @@ def roofline_time_s(flops, bytes_moved, peak_flops_per_s, bw_bytes_per_s, latenc
     return t + latency_s, bound
 
 
-def padded_rows(m, tile_rows):
-    """Rows a matrix engine actually processes: M rounded up to its tile."""
-    m = np.asarray(m, dtype=float)
-    return np.ceil(np.maximum(m, 1e-12) / tile_rows) * tile_rows
+def padded_rows(m, tile_rows, small_tile_rows=None):
+    """Rows a matrix engine actually processes: M rounded up to the kernel's tile.
+
+        M <= t:  ceil(M / t_s) t_s      (small-M layout; t_s = t when the kernel has none)
+        M >  t:  ceil(M / t) t
+    A swap-AB kernel puts the weights on the MMA's M side and the tokens on its N side, which
+    comes in steps of t_s (8 on Hopper wgmma), so a small M pads to t_s rather than to t.
+    Non-decreasing in M whenever t_s divides t.
+    """
+    m = np.maximum(np.asarray(m, dtype=float), 1e-12)
+    ts = tile_rows if small_tile_rows is None else small_tile_rows
+    return np.where(m <= tile_rows, np.ceil(m / ts) * ts, np.ceil(m / tile_rows) * tile_rows)
 
 
-def matmul_efficiency(m, k, tile_rows, e_inf, k0):
+def matmul_efficiency(m, k, tile_rows, e_inf, k0, small_tile_rows=None):
     """Achieved fraction of matrix peak for an (M x K) @ (K x N) GEMM.
 
-        e(M, K) = e_inf * M / ceil_tile(M) * K / (K + k0)
+        e(M, K) = e_inf * M / padded(M) * K / (K + k0)
     The K term is the per-output-tile fill and drain cost, fitted to the paper's Table 10 INT8
-    grouped GEMM (77-83%); the M term is tile padding, which makes small-M GEMMs waste the engine.
+    grouped GEMM (77-83%); the M term is tile padding (`padded_rows`), which makes small-M GEMMs
+    waste the engine. e_inf is per data type where the hardware file says so.
     Assumes: N is large enough to occupy every core (true for all DeepSeek shapes).
     """
     m = np.asarray(m, dtype=float)
-    return e_inf * (m / padded_rows(m, tile_rows)) * (k / (k + k0))
+    return e_inf * (m / padded_rows(m, tile_rows, small_tile_rows)) * (k / (k + k0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cmperf.inputs import safe_text
 from cmperf.report.explain import assumptions, breakdown_rows, memory_rows, summary
 from cmperf.report.render import emit, fmt_number, print_table, to_csv, to_json, to_markdown
 
@@ -14,17 +15,25 @@ def estimate_record(res: dict) -> dict:
     return rec
 
 
+def _rate(v: float) -> str:
+    """Tokens/s: whole numbers from 10 up, else three significant digits (never a bare 0 for a
+    slow but positive rate)."""
+    return f"{v:,.0f}" if abs(v) >= 10 or v == 0 else f"{v:.3g}"
+
+
 def _headline(rec: dict) -> list[str]:
     lines = []
     if rec["phase"] == "decode":
         lines.append(
             f"decode on {rec['hardware']} / {rec['model']}: {fmt_number(rec['devices'])} devices, EP{fmt_number(rec['ep'])}, "
             f"batch {fmt_number(rec['batch'])} per device, context {fmt_number(rec['kv_len'])}, MTP {fmt_number(rec['mtp'])} at "
-            f"{rec['mtp_acceptance']:.0%}, {fmt_number(rec['microbatches'])} microbatch(es), EPLB {rec['eplb']}"
+            f"{rec['mtp_acceptance']:.0%}, {fmt_number(rec['microbatches'])} microbatch(es), matrix cores attention/MoE {rec['core_split']}"
+            f"{' (the best allowed choice)' if rec['pipeline_chosen'] else ''}, EPLB {rec['eplb']}"
         )
+        lines.append(f"per microbatch and MoE layer: attention stream {rec['attention_stream_us']:.0f} us, MoE stream {rec['moe_stream_us']:.0f} us")
         lines.append(
-            f"TPOT {rec['tpot_ms']:.2f} ms | {rec['tokens_per_s_per_device']:,.0f} tokens/s per device "
-            f"({rec['tokens_per_s_per_die']:,.0f} per die) | step {rec['step_ms']:.2f} ms = {rec['tokens_per_step']:.2f} tokens "
+            f"TPOT {rec['tpot_ms']:.2f} ms | {_rate(rec['tokens_per_s_per_device'])} tokens/s per device "
+            f"({_rate(rec['tokens_per_s_per_die'])} per die) | step {rec['step_ms']:.2f} ms = {rec['tokens_per_step']:.2f} tokens "
             f"per request | MoE layer {rec['layer_us']:.0f} us"
         )
     else:
@@ -34,7 +43,7 @@ def _headline(rec: dict) -> list[str]:
             f"attention TP {fmt_number(rec['attn_tp'])}, {fmt_number(rec['microbatches'])} microbatch(es), EPLB {rec['eplb']}, prefix hit {rec['prefix_hit']:.0%}"
         )
         lines.append(
-            f"{rec['tokens_per_s_per_device']:,.0f} tokens/s per device ({rec['tokens_per_s_per_die']:,.0f} per die) | "
+            f"{_rate(rec['tokens_per_s_per_device'])} tokens/s per device ({_rate(rec['tokens_per_s_per_die'])} per die) | "
             f"batch {rec['step_ms']:.1f} ms | TTFT {rec['ttft_ms']:.1f} ms (KV transfer {rec['kv_transfer_ms']:.1f} ms) | MoE layer {rec['layer_us']:.0f} us"
         )
     used, cap = rec["hbm_used_bytes_per_die"] / 1e9, rec["hbm_capacity_bytes_per_die"] / 1e9
@@ -55,7 +64,7 @@ def print_estimate(res: dict, fmt: str) -> None:
         print(to_csv(rec["breakdown"]), end="")
         return
     if fmt == "md":
-        print("\n\n".join(["  \n".join(_headline(rec)), to_markdown(rec["breakdown"]), to_markdown(rec["memory"])]))
+        print(safe_text("\n\n".join(["  \n".join(_headline(rec)), to_markdown(rec["breakdown"]), to_markdown(rec["memory"])])))
         return
     from cmperf.report.render import make_console
 

@@ -83,6 +83,14 @@ def summary(res: dict) -> dict:
         out["tpot_ms"] = _s(res["tpot_s"]) * 1e3
         out["tokens_per_step"] = _s(res["tokens_per_step"])
         out["ttft_ms"] = None
+        hw = res["hardware"]
+        a = _i(inp.attn_cores)
+        out["attn_cores"] = a if a else hw["overlap.decode_attention_matrix_cores"]
+        out["core_split"] = (f"{out['attn_cores']}/{hw['die.matrix_cores'] - out['attn_cores'] if a else hw['overlap.decode_moe_matrix_cores']}"
+                             if out["microbatches"] >= 2 else "whole die")
+        out["pipeline_chosen"] = bool(res.get("pipeline_chosen", False))
+        out["attention_stream_us"] = _s(res["attention_stream_s"]) * 1e6
+        out["moe_stream_us"] = _s(res["moe_stream_s"]) * 1e6
     else:
         out.update({"tokens_per_device": _i(inp.tokens_per_device), "input_len": _i(inp.input_len), "prefix_hit": _s(inp.prefix_hit)})
         out["ttft_ms"] = _s(res["ttft_s"]) * 1e3

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from cmperf import __version__
+from cmperf.inputs import safe_text
 from cmperf.report.explain import assumptions
 from cmperf.report.render import fmt_number, make_console, print_table, to_csv, to_json, to_markdown
 from cmperf.report.svg import line_chart
 from cmperf.specs.deployment_file import deployment_toml
 
 RECORD_KEYS = ("phase", "slo_tpot_ms", "slo_ttft_ms", "rank", "tpot_ms", "ttft_ms", "tokens_per_s_per_device", "devices", "ep", "dp",
-               "attn_tp", "redundant", "batch", "tokens_per_device", "microbatches", "mtp", "binding", "hbm_used_gb_per_die", "vs_paper", "estimate", "deployment_file")
+               "attn_tp", "redundant", "batch", "tokens_per_device", "microbatches", "attn_cores", "mtp", "binding", "hbm_used_gb_per_die", "vs_paper",
+               "estimate", "deployment_file")
 
 
 def records(result) -> list[dict]:
@@ -21,7 +23,7 @@ def _deploy_rows(recs: list[dict]) -> list[dict]:
     for r in recs:
         row = {"rank": r["rank"], "devices": r["devices"], "EP": r["ep"], "DP": r["dp"], "attn TP": r["attn_tp"], "redundant": r["redundant"]}
         if r["phase"] == "decode":
-            row.update({"batch/dev": r["batch"], "ubatches": r["microbatches"], "MTP": r["mtp"], "TPOT ms": round(r["tpot_ms"], 2)})
+            row.update({"batch/dev": r["batch"], "ubatches": r["microbatches"], "attn cores": r.get("attn_cores") or "-", "MTP": r["mtp"], "TPOT ms": round(r["tpot_ms"], 2)})
         else:
             row.update({"tokens/dev": r["tokens_per_device"], "ubatches": r["microbatches"], "TTFT ms": round(r["ttft_ms"], 1)})
         row["tokens/s/dev"] = round(r["tokens_per_s_per_device"], 1)
@@ -88,7 +90,7 @@ def print_plan(result, fmt: str, out_dir: str | None = None) -> None:
         print(to_csv(records(result)), end="")
         return
     if fmt == "md":
-        print(markdown(result, "frontier.svg"))
+        print(safe_text(markdown(result, "frontier.svg")))
         return
     con = make_console()
     for line in _question(result):

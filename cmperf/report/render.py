@@ -71,12 +71,20 @@ def to_markdown(rows: Sequence[dict], headers: Sequence[str] | None = None) -> s
 
 
 def make_console():
-    """A console that stays readable when piped: at least 160 columns wide."""
+    """A console that stays readable when piped: at least 160 columns wide. Text is printed as
+    given (no rich markup), with control characters made visible (`safe_text`): a name or note
+    from a file cannot restyle or retitle the terminal."""
     import shutil
 
     from rich.console import Console
 
-    return Console(width=max(shutil.get_terminal_size((160, 40)).columns, 160), highlight=False)
+    from cmperf.inputs import safe_text
+
+    class SafeConsole(Console):
+        def print(self, *objects, **kwargs):
+            super().print(*(safe_text(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+    return SafeConsole(width=max(shutil.get_terminal_size((160, 40)).columns, 160), highlight=False, markup=False, emoji=False)
 
 
 def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None) -> None:
@@ -87,23 +95,29 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
         console.print(f"{title or ''}: (no rows)")
         return
     cols = list(rows[0])
-    t = Table(title=title, title_justify="left", show_lines=False)
+    from rich.text import Text
+
+    from cmperf.inputs import safe_text
+
+    t = Table(title=Text(safe_text(title)) if title else None, title_justify="left", show_lines=False)
     for i, c in enumerate(headers or cols):
-        t.add_column(str(c), justify="left" if isinstance(_plain(rows[0][cols[i]]), str) else "right")
+        t.add_column(Text(safe_text(c)), justify="left" if isinstance(_plain(rows[0][cols[i]]), str) else "right")
     for r in rows:
-        t.add_row(*[fmt_number(r[c]) for c in cols])
+        t.add_row(*[Text(safe_text(fmt_number(r[c]))) for c in cols])
     console.print(t)
 
 
 def emit(rows: Sequence[dict], fmt: str, title: str | None = None, headers: Sequence[str] | None = None) -> None:
-    """Print rows to stdout in one of FORMATS."""
+    """Print rows to stdout in one of FORMATS (control characters in text made visible)."""
+    from cmperf.inputs import safe_text
+
     if fmt == "json":
         print(to_json(list(rows)))
     elif fmt == "csv":
-        print(to_csv(rows), end="")
+        print(safe_text(to_csv(rows)), end="")
     elif fmt == "md":
         if title:
-            print(f"### {title}\n")
-        print(to_markdown(rows, headers))
+            print(safe_text(f"### {title}\n"))
+        print(safe_text(to_markdown(rows, headers)))
     else:
         print_table(rows, title, headers)

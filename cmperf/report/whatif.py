@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from cmperf import __version__
+from cmperf.inputs import safe_text
 from cmperf.report.render import fmt_number, make_console, print_table, to_csv, to_json, to_markdown
 from cmperf.report.svg import line_chart
 
@@ -50,7 +51,7 @@ def _print_report(fmt: str, rows: list[dict], markdown, lines, tables, notes=(),
     if _emit_simple(rows, fmt):
         return
     if fmt == "md":
-        print(markdown())
+        print(safe_text(markdown()))
         return
     con = make_console()
     for line in lines:
@@ -342,7 +343,7 @@ def print_capacity(result: dict, sc, fmt: str, path=None) -> None:
         print(to_csv(capacity_rows(result)), end="")
         return
     if fmt == "md":
-        print(capacity_markdown(result, sc))
+        print(safe_text(capacity_markdown(result, sc)))
         return
     con = make_console()
     for line in _capacity_lines(result, sc):

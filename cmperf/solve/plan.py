@@ -9,7 +9,7 @@ import numpy as np
 
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.frames import Frame
-from cmperf.evaluation import DEFAULT_DEPLOYMENTS
+from cmperf.evaluation import DEFAULT_DEPLOYMENTS, estimate
 from cmperf.overrides import load_specs
 from cmperf.solve.records import explain, record
 from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, decode_grid, params_at, pareto_front, prefill_grid, ranked
@@ -25,7 +25,7 @@ PAPER_FIELDS = {"decode": ("devices", "ep", "redundant", "attn_tp", "microbatche
 
 def paper_deployment(phase: str) -> dict:
     """The paper's deployment of a phase, as the fields a plan compares."""
-    d = load_deployment(DEFAULT_DEPLOYMENTS[phase]).deployment
+    d = estimate(load_deployment(DEFAULT_DEPLOYMENTS[phase])).deployment  # what it leaves open, as estimate takes it
     return {k: getattr(d, k) for k in PAPER_FIELDS[phase]}
 
 
@@ -48,6 +48,28 @@ class PlanRequest:
     def workload(self) -> Workload:
         return Workload(input_len=self.input_len, output_len=self.output_len, mtp_acceptance=self.mtp_acceptance,
                         prefix_hit=self.prefix_hit, tpot_ms=self.tpot_ms, ttft_ms=self.ttft_ms)
+
+    def checked(self) -> "PlanRequest":
+        """A copy with every field validated as the CLI validates its options (SpecError otherwise)."""
+        from cmperf.inputs import TPOT_MS_RANGE, TTFT_MS_RANGE, check_fields, check_number, check_sets
+
+        for name in ("hardware", "model"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise SpecError(f"expected a {name} name or .toml path, got {getattr(self, name)!r}", where=f"--{name}")
+        tpots = (self.tpot_ms,) if isinstance(self.tpot_ms, (int, float)) else self.tpot_ms
+        if not isinstance(tpots, (tuple, list)) or not tpots:
+            raise SpecError(f"expected one or more TPOT SLOs in ms, got {self.tpot_ms!r}", where="--tpot")
+        tpots = tuple(check_number(t, "--tpot", whole=False, lo=TPOT_MS_RANGE[0], hi=TPOT_MS_RANGE[1]) for t in tpots)
+        ttft = None if self.ttft_ms is None else check_number(self.ttft_ms, "--ttft", whole=False, lo=TTFT_MS_RANGE[0], hi=TTFT_MS_RANGE[1])
+        values = check_fields(self, PLAN_BOUNDS, {"eplb": ("default", "perfect")}, required=tuple(k for k in PLAN_BOUNDS if k != "devices"))
+        return replace(self, **values, tpot_ms=tpots, ttft_ms=ttft, sets=check_sets(self.sets))
+
+
+#: (whole number?, lower, upper) of each PlanRequest field: the ranges of the CLI options.
+PLAN_BOUNDS = {
+    "input_len": (True, 1, 10_000_000), "output_len": (True, 1, 10_000_000), "mtp_acceptance": (False, 0.0, 1.0),
+    "devices": (True, 1, 1_000_000), "top": (True, 1, 100), "prefix_hit": (False, 0.0, 0.999),
+}
 
 
 @dataclass
@@ -85,6 +107,8 @@ def estimate_command(rec: dict, req: PlanRequest) -> str:
              f"--input-len {req.input_len}", f"--output-len {req.output_len}", f"--mtp {rec['mtp']}"]
     if rec["phase"] == "decode":
         parts += [f"--batch {rec['batch']}", f"--mtp-acceptance {req.mtp_acceptance!r}"]
+        if rec.get("attn_cores"):
+            parts.append(f"--attn-cores {rec['attn_cores']}")
     else:
         parts += [f"--tokens-per-device {rec['tokens_per_device']}", f"--prefix-hit {req.prefix_hit!r}"]
     if req.eplb != "default":
@@ -131,16 +155,17 @@ def _paper_point(grid: Grid, slo_s, ref: dict):
     best, flat = best_per_deployment(grid, slo_s)
     for n in (ref["microbatches"], 1):
         mb = np.flatnonzero(grid.axes["microbatches"] == n)
-        if len(mb) and np.isfinite(best[s[0], tp, mb[0], k[0]]):
-            i = (s[0], tp, int(mb[0]), int(k[0]))
+        if len(mb) and np.isfinite(best[s[0], tp, mb, k[0]]).any():
+            j = int(mb[np.argmax(best[s[0], tp, mb, k[0]])])  # the best core split for that count
+            i = (s[0], tp, j, int(k[0]))
             return float(best[i]), int(flat[i])
     return None
 
 
 def plan(req: PlanRequest) -> PlanResult:
-    for t in req.tpot_ms:
-        if not t > 0:
-            raise SpecError(f"expected a positive TPOT in ms, got {t}", where="--tpot")
+    if not isinstance(req, PlanRequest):
+        raise SpecError(f"expected a PlanRequest, got {type(req).__name__}", where="request")
+    req = req.checked()
     hw, model, workload = load_specs(req.hardware, req.model, req.sets)
     # `--set workload.KEY=VALUE` takes precedence over the matching plan option.
     req = replace(req, **workload)
@@ -158,6 +183,10 @@ def plan(req: PlanRequest) -> PlanResult:
     pg = prefill_grid(hw, model, budget, req.input_len, perfect, req.prefix_hit)
 
     for grid, phase in ((dg, "decode"), (pg, "prefill")):
+        if grid.size == 0:
+            E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
+            raise InfeasibleError(f"no {phase} deployment of up to {budget} devices can place the model's {E} routed and {S} shared "
+                                  "experts (one per die, or the routed ones spread evenly over the dies)", where="--devices/--set")
         if not grid.ok.any():
             used = np.where(np.broadcast_to(grid.result["valid"], grid.shape), np.broadcast_to(grid.result["hbm_used_bytes_per_die"], grid.shape), np.inf)
             raise InfeasibleError(f"no {phase} deployment fits in HBM: the smallest needs {used.min() / 1e9:.1f} GB per die, "

@@ -26,6 +26,7 @@ def record(grid: Grid, flat: int, slo_ms: float | None, dies_per_device: int) ->
            "tokens_per_s_per_device": float(grid.metric.reshape(-1)[flat]),
            "latency_ms": float(grid.latency_s.reshape(-1)[flat]) * 1e3}
     rec.update({k: as_int(getattr(d, k)) for k in ("devices", "ep", "attn_tp", "redundant", "batch", "tokens_per_device", "microbatches", "mtp")})
+    rec["attn_cores"] = as_int(d.attention_matrix_cores) if grid.phase == "decode" else None
     rec["dp"] = rec["devices"] * dies_per_device // rec["attn_tp"]
     rec["deployment"] = d.describe()
     rec["deployment_obj"] = d

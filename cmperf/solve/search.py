@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cmperf.compose.decode import pipelines
 from cmperf.evaluation import evaluate
 from cmperf.solve.space import (
     ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, axis, batch_grid, structures,
@@ -51,18 +52,23 @@ def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: 
     tp = [t for t in ATTN_TP_CHOICES]
     mtp = list(mtp_choices if mtp_choices is not None else (MTP_CHOICES if model["mtp.num_nextn_predict_layers"] > 0 else (0,)))
     b = batch_grid(max_batch)
+    pipes = pipelines(hw)
+    n_mb, n_cores = (np.array(x, float) for x in zip(*pipes))
     nd = len(DECODE_AXES)
     workload = Workload(input_len=input_len, output_len=output_len, mtp_acceptance=acceptance)
     choices = {"eplb": "perfect" if eplb_perfect else "default"}
     dep = Deployment(
         "decode", devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
-        attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), mtp=axis(mtp, 3, nd), batch=axis(b, 4, nd), **choices,
+        attn_tp=axis(tp, 1, nd), microbatches=axis(n_mb, 2, nd), attention_matrix_cores=axis(n_cores, 2, nd), mtp=axis(mtp, 3, nd),
+        batch=axis(b, 4, nd), **choices,
     )
     ev = evaluate(hw, model, workload, dep)
-    shape = (len(st), len(tp), len(MICROBATCH_CHOICES), len(mtp), len(b))
+    shape = (len(st), len(tp), len(pipes), len(mtp), len(b))
     fits = _full(ev.fits, shape, bool)
     ok = _full(ev.valid, shape, bool) & fits
-    return Grid("decode", {"structure": st, "attn_tp": np.array(tp, float), "microbatches": np.array(MICROBATCH_CHOICES, float),
+    # The microbatch axis runs over (microbatches, attention cores) pairs: the split matters only
+    # when microbatches overlap, so it is not an axis of its own.
+    return Grid("decode", {"structure": st, "attn_tp": np.array(tp, float), "microbatches": n_mb, "attn_cores": n_cores,
                            "mtp": np.array(mtp, float), "batch": b},
                 ev.result, shape, _full(ev.tokens_per_s_per_device, shape), _full(ev.latency_s, shape), ok, fits,
                 workload=workload, choices=choices)
@@ -100,12 +106,17 @@ def params_at(grid: Grid, flat_index: int) -> dict:
     names = DECODE_AXES if grid.phase == "decode" else PREFILL_AXES
     for name, i in zip(names[1:], idx[1:]):
         out[name] = int(grid.axes[name][i])
+    if "attn_cores" in grid.axes:
+        out["attn_cores"] = int(grid.axes["attn_cores"][idx[names.index("microbatches")]])
     return out
 
 
 def deployment_at(grid: Grid, flat_index: int) -> Deployment:
     """The deployment of one grid point, as a `Deployment` a user can save and evaluate alone."""
-    return Deployment(grid.phase, **params_at(grid, flat_index), **(grid.choices or {}))
+    p = params_at(grid, flat_index)
+    if "attn_cores" in p:
+        p["attention_matrix_cores"] = p.pop("attn_cores")
+    return Deployment(grid.phase, **p, **(grid.choices or {}))
 
 
 def best_per_deployment(grid: Grid, slo_s: float | None) -> tuple[np.ndarray, np.ndarray]:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cmperf.compose.decode import MICROBATCH_CHOICES  # noqa: F401  (re-exported for the grids)
 from cmperf.costs.moe import placement
 from cmperf.errors import SpecError
-from cmperf.specs.deployment import MICROBATCH_CHOICES
+from cmperf.specs import derived as dv
 from cmperf.specs.loader import Spec
 
 REDUNDANT_CHOICES = (0, 32, 64, 128)
@@ -56,7 +57,7 @@ def structures(hw: Spec, model: Spec, budget_devices: int, min_devices: int | No
                         f"{most:,} devices (instance sizes are searched in whole nodes); for larger fleets plan one system "
                         f"and scale it with `cmperf capacity`", where="--devices")
     sizes = np.arange(lo, budget_devices + 1, node)
-    E, S = model["moe.n_routed_experts"], model["moe.n_shared_experts"]
+    E, S = dv.moe_shape(model)["E"], dv.moe_shape(model)["S"]
     dev, ep, red = [], [], []
     for d in sizes:
         for r in REDUNDANT_CHOICES:

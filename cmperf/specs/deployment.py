@@ -20,18 +20,21 @@ from typing import Any
 
 import numpy as np
 
+from cmperf import inputs
 from cmperf.errors import SpecError
 
 PHASES = ("decode", "prefill")
 EPLB_CHOICES = ("default", "perfect")
 CACHE_PATHS = ("ub", "vpc")
-#: Microbatch counts a deployment may use (1: no overlap; 2-3: two streams overlapped).
-MICROBATCH_CHOICES = (1, 2, 3)
 MAX_PREFIX_HIT = 0.999
 
 
+#: The CLI option of a field whose name differs from the option's.
+_OPTION = {"attention_matrix_cores": "--attn-cores"}
+
+
 def _where(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return _OPTION.get(name, "--" + name.replace("_", "-"))
 
 
 def _is_grid(value) -> bool:
@@ -39,31 +42,27 @@ def _is_grid(value) -> bool:
 
 
 def check_number(name: str, value, lo: float, hi: float, whole: bool, where: str | None = None):
-    """A number (or array of numbers) in [lo, hi]; whole numbers where counts are meant."""
+    """A number (or array of numbers) in [lo, hi]; whole numbers where counts are meant. A single
+    value is refused with the message the CLI option gives (`cmperf.inputs.check_number`)."""
     where = where or _where(name)
     if value is None:
         return None
-    if _is_grid(value):
-        arr = value
-    else:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise SpecError(f"expected a {'whole number' if whole else 'number'}, got {value!r}", where=where)
+    if not _is_grid(value):
+        return inputs.check_number(value, where, whole=whole, lo=lo, hi=hi)
+    try:
         arr = np.asarray(value, float)
+    except (TypeError, ValueError):
+        raise SpecError(f"expected an array of numbers, got {inputs.safe_text(repr(value))}", where=where) from None
     if not np.all(np.isfinite(arr)):
-        raise SpecError(f"expected a finite number, got {value!r}", where=where)
-    if whole and not _is_grid(value) and not float(value).is_integer():
-        raise SpecError(f"expected a whole number, got {value!r}", where=where)
+        raise SpecError("expected finite numbers, got a NaN or an infinity", where=where)
     if np.any(arr < lo) or np.any(arr > hi):
-        got = value if not _is_grid(value) else f"values from {arr.min():g} to {arr.max():g}"
-        raise SpecError(f"expected a value in [{lo:g}, {hi:g}], got {got}", where=where)
-    if _is_grid(value):
-        return value
-    return int(value) if whole else float(value)
+        raise SpecError(f"expected a value in [{lo:g}, {hi:g}], got values from {arr.min():g} to {arr.max():g}", where=where)
+    return value
 
 
 def check_choice(name: str, value, choices: tuple, where: str | None = None):
-    if value not in choices:
-        raise SpecError(f"expected {' or '.join(repr(c) for c in choices)}, got {value!r}", where=where or _where(name))
+    if not isinstance(value, str) or value not in choices:
+        raise SpecError(f"expected one of {', '.join(map(repr, choices))}, got {inputs.safe_text(repr(value))}", where=where or _where(name))
     return value
 
 
@@ -90,7 +89,9 @@ class Workload:
         set_(self, "mtp_acceptance", check_number("mtp_acceptance", self.mtp_acceptance, 0.0, 1.0, False))
         set_(self, "prefix_hit", check_number("prefix_hit", self.prefix_hit, 0.0, MAX_PREFIX_HIT, False))
         set_(self, "kv_len", check_number("kv_len", self.kv_len, 1, 10_000_000, False))
-        tpot = (self.tpot_ms,) if isinstance(self.tpot_ms, (int, float)) else tuple(self.tpot_ms)
+        tpot = (self.tpot_ms,) if isinstance(self.tpot_ms, (int, float)) else self.tpot_ms
+        if not isinstance(tpot, (tuple, list)) or not tpot:
+            raise SpecError(f"expected one or more TPOT SLOs in ms, got {inputs.safe_text(repr(self.tpot_ms))}", where="--tpot")
         set_(self, "tpot_ms", tuple(check_number("tpot", t, 1e-3, 1e9, False, "--tpot") for t in tpot))
         set_(self, "ttft_ms", check_number("ttft", self.ttft_ms, 1e-3, 1e12, False, "--ttft"))
 
@@ -109,7 +110,7 @@ class Deployment:
     attn_tp: Any = 1  # dies per attention tensor-parallel group
     redundant: Any = None  # redundant expert copies; None: derived from the placement
     microbatches: Any = None  # None: the best allowed choice
-    attention_matrix_cores: Any = None  # per die, for the attention stream when microbatches >= 2; None: the hardware's
+    attention_matrix_cores: Any = None  # per die, for the attention stream when microbatches >= 2; 0: the hardware file's split; None: the best allowed
     mtp: Any = None  # speculative tokens per step; None: one if the model has an MTP module
     batch: Any = None  # decode: concurrent requests per device
     tokens_per_device: Any = None  # prefill: prompt tokens per device per batch
@@ -120,17 +121,20 @@ class Deployment:
     def __post_init__(self):
         set_ = object.__setattr__
         check_choice("phase", self.phase, PHASES, "PHASE")
-        for name, lo, hi in (("devices", 1, 1_000_000), ("ep", 1, 1_000_000), ("attn_tp", 1, 1024), ("redundant", 0, 100_000),
-                             ("microbatches", 1, 8), ("attention_matrix_cores", 1, 1024), ("mtp", 0, 8),
+        for name, lo, hi in (("devices", 1, 1_000_000), ("ep", 1, inputs.MAX_INT), ("attn_tp", 1, 1024), ("redundant", 0, 100_000),
+                             ("microbatches", 1, 8), ("attention_matrix_cores", 0, 100_000), ("mtp", 0, 8),
                              ("batch", 1, 1_000_000), ("tokens_per_device", 1, 100_000_000)):
-            set_(self, name, check_number(name, getattr(self, name), lo, hi, True))
+            value = getattr(self, name)
+            if value is None and name == "attn_tp":
+                value = inputs.check_number(value, _where(name), whole=True, lo=lo, hi=hi)  # refused: it has no derived value
+            set_(self, name, check_number(name, value, lo, hi, True))
         check_choice("eplb", self.eplb, EPLB_CHOICES)
         check_choice("cache_path", self.cache_path, CACHE_PATHS)
         if self.devices is None:
             raise SpecError("expected the number of devices of the instance", where="--devices")
         other = "prefill" if self.phase == "decode" else "decode"
         misplaced = {"tokens_per_device": self.tokens_per_device, "cache_path": None if self.cache_path == "ub" else self.cache_path} \
-            if self.phase == "decode" else {"batch": self.batch}
+            if self.phase == "decode" else {"batch": self.batch, "attention_matrix_cores": self.attention_matrix_cores}
         for name, value in misplaced.items():
             if value is not None:
                 raise SpecError(f"does not apply to {self.phase}; leave it out or use a {other} deployment", where=_where(name))
@@ -168,6 +172,9 @@ class Deployment:
 
     def describe(self) -> str:
         parts = [f"{self.devices} dev", f"EP{self.ep}", f"TP{self.attn_tp}", f"red {self.redundant}", f"{self.microbatches} mb"]
+        if self.phase == "decode" and self.microbatches is not None and not _is_grid(self.microbatches) and self.microbatches >= 2 \
+                and self.attention_matrix_cores:
+            parts[-1] += f" ({self.attention_matrix_cores} attention cores)"
         if self.phase == "decode":
             parts += [f"MTP {self.mtp}", f"batch {self.batch}"]
         else:

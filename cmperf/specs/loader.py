@@ -15,15 +15,15 @@ from typing import Any, Mapping
 
 import cmperf
 from cmperf.errors import SpecError
+from cmperf.inputs import MAX_DERIVED_COUNT, MAX_INT, MAX_MAGNITUDE, MAX_TOML_NESTING, MIN_MAGNITUDE, check_text, parse_finite, safe_text, toml_nesting  # noqa: F401 (parse_finite: re-exported)
+from cmperf.specs.model_kinds import cross_check_model_kinds
 from cmperf.specs.schema import DTYPES, HARDWARE_FIELDS, KINDS, MODEL_FIELDS, Field
 
 _ENTRY_KEYS = {"value", "source", "kind", "note"}
 #: Tables of efficiency and calibration factors: their values must say how they were obtained.
 MUST_SAY_KIND = {"efficiency", "moe_comm", "overhead", "routing", "memory"}
-#: Bounds that keep every later product finite: whole-number fields are counts and shapes, and a
-#: physical quantity in SI base units beyond 1e30 (or below 1e-30) is a typo, not hardware.
-MAX_INT = 2**31 - 1
-MIN_MAGNITUDE, MAX_MAGNITUDE = 1e-30, 1e30
+# Bounds that keep every later product finite (MAX_INT, MIN_MAGNITUDE, MAX_MAGNITUDE) live in
+# cmperf.inputs, shared with every other entry point.
 _META_KEYS = {"name", "description"}
 
 
@@ -70,7 +70,7 @@ class Spec:
                 raise SpecError(unknown_key_message(key, self.fields), where=origin)
             values[key] = _check_value(raw, spec_field, where=f"{origin} {key}", from_text=isinstance(raw, str))
             prov[key] = Provenance(source="override", kind="assumed", note=f"set by {origin}")
-        cross_check(self.kind, values, origin)
+        cross_check(self.kind, values, origin, changed=tuple(updates))
         return replace(
             self,
             values=MappingProxyType(values),
@@ -95,9 +95,7 @@ def _check_value(raw: Any, f: Field, *, where: str, from_text: bool = False) -> 
             raise SpecError(f"expected one of {', '.join(DTYPES)}, got {raw!r}", where=where)
         return raw
     if f.type == "str":
-        if not isinstance(raw, str):
-            raise SpecError(f"expected a string, got {raw!r}", where=where)
-        return raw
+        return check_text(raw, where)
     if isinstance(raw, str) and from_text:
         raw = _parse_number(raw, where)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
@@ -129,19 +127,6 @@ def _check_value(raw: Any, f: Field, *, where: str, from_text: bool = False) -> 
     return raw
 
 
-def parse_finite(text: str, where: str, what: str = "") -> float:
-    """A finite number written as text (underscores allowed), or a SpecError naming `where`
-    (and `what` the number stands for, e.g. START)."""
-    as_what = f" as {what}" if what else ""
-    try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        raise SpecError(f"expected a number{as_what}, got {text!r}", where=where) from None
-    if not math.isfinite(value):
-        raise SpecError(f"expected a finite number{as_what}, got {text!r}", where=where)
-    return value
-
-
 def _parse_number(text: str, where: str) -> float:
     value = parse_finite(text, where)
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
@@ -154,21 +139,69 @@ _WITHIN = [
     ("overlap.decode_attention_vector_cores", "die.vector_cores"),
     ("overlap.decode_moe_vector_cores", "die.vector_cores"),
     ("overlap.prefill_comm_matrix_cores", "die.matrix_cores"),
+    ("overlap.decode_split_min_attention_matrix_cores", "overlap.decode_split_max_attention_matrix_cores"),
 ]
 
 
-def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
+class _Values:
+    """Just enough of a Spec for the functions of `derived` to run on values not yet checked."""
+
+    def __init__(self, values: Mapping[str, Any]):
+        self.values = values
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def has(self, key: str) -> bool:
+        return key in self.values
+
+
+def check_derived(kind: str, values: Mapping[str, Any], where: str, changed: tuple[str, ...] = ()) -> None:
+    """Every figure derived from the values (parameter counts, bytes, FLOPs, dies) is finite and
+    within the range its arithmetic holds: counts at most MAX_DERIVED_COUNT (exact in float64),
+    other quantities finite. Python integers make the check itself exact."""
+    from cmperf.specs.derived import hardware_derived, model_derived
+
+    try:
+        figures = (hardware_derived if kind == "hardware" else model_derived)(_Values(values))
+    except KeyError:  # a required key is missing: reported by the caller's own check
+        return
+    for key, v in figures.items():
+        inputs = f" (set: {', '.join(changed)})" if changed else ""
+        if isinstance(v, int) and abs(v) > MAX_DERIVED_COUNT:
+            raise SpecError(f"{key} = {float(v):.3g} exceeds {float(MAX_DERIVED_COUNT):.3g}, the largest count the model's arithmetic "
+                            f"holds exactly{inputs}; expected smaller shapes or counts", where=where)
+        if not isinstance(v, int) and not math.isfinite(v):
+            raise SpecError(f"{key} is not a finite number{inputs}; expected smaller values", where=where)
+        if v < 0:
+            raise SpecError(f"{key} = {v:g} is negative; expected the values to describe a real {kind}", where=where)
+
+
+def cross_check(kind: str, values: Mapping[str, Any], where: str, changed: tuple[str, ...] = ()) -> None:
     """Relations between keys that no single key's check can see."""
     if kind == "hardware":
         waves = [k for k in ("die.matrix_block_rows", "die.matrix_block_cols", "die.core_bandwidth_bytes_per_s") if k in values]
         if waves and len(waves) < 3:
             raise SpecError("die.matrix_block_rows, die.matrix_block_cols and die.core_bandwidth_bytes_per_s go together: give all three or none", where=where)
+        small, tile = values.get("die.matrix_small_m_tile_rows"), values.get("die.matrix_tile_rows")
+        if small is not None and tile is not None and tile % small:
+            raise SpecError(f"die.matrix_small_m_tile_rows = {small} must divide die.matrix_tile_rows = {tile} (a small M pads to a step of the engine tile)", where=where)
         for part, whole in _WITHIN:
             if part in values and whole in values and values[part] > values[whole]:
                 raise SpecError(f"{part} = {values[part]} exceeds {whole} = {values[whole]}; expected at most {values[whole]}", where=where)
+        keys = ("overlap.decode_split_min_attention_matrix_cores", "overlap.decode_split_max_attention_matrix_cores", "overlap.decode_split_step_matrix_cores")
+        split = [k for k in keys if k in values]
+        if split and len(split) < len(keys):
+            raise SpecError(f"{', '.join(keys)} go together: give all three or none", where=where)
+        if split and values["overlap.decode_split_max_attention_matrix_cores"] >= values.get("die.matrix_cores", 1):
+            raise SpecError("overlap.decode_split_max_attention_matrix_cores must leave at least one matrix core for the MoE stream", where=where)
         if values.get("overlap.prefill_comm_matrix_cores", 0) >= values.get("die.matrix_cores", 1):
             raise SpecError("overlap.prefill_comm_matrix_cores must leave at least one matrix core for compute", where=where)
     else:
+        cross_check_model_kinds(values, where)
         if values.get("moe.topk_group", 0) > values.get("moe.n_group", 0):
             raise SpecError("moe.topk_group exceeds moe.n_group", where=where)
         if values.get("moe.n_routed_experts", 0) % max(values.get("moe.n_group", 1), 1):
@@ -179,16 +212,26 @@ def cross_check(kind: str, values: Mapping[str, Any], where: str) -> None:
                             "from (moe.topk_group x moe.n_routed_experts / moe.n_group)", where=where)
         if values.get("arch.first_k_dense_replace", 0) > values.get("arch.num_hidden_layers", 0):
             raise SpecError("arch.first_k_dense_replace exceeds arch.num_hidden_layers", where=where)
+    check_derived(kind, values, where, changed)
 
 
 def read_toml(path: Path) -> dict:
     """The TOML document in a file; a syntax or read error is a SpecError naming the file."""
+    where = safe_text(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"TOML syntax error: {exc}", where=str(path)) from None
+        text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is allowed
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the file: {exc}", where=str(path)) from None
+        raise SpecError(f"cannot read the file: {safe_text(exc)}", where=where) from None
+    depth = toml_nesting(text)
+    if depth > MAX_TOML_NESTING:
+        raise SpecError(f"arrays or tables nested {depth} deep; expected at most {MAX_TOML_NESTING} "
+                        "(a description needs two: a table of { value = ..., source = ... } entries)", where=where)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"TOML syntax error: {safe_text(exc)}", where=where) from None
+    except RecursionError:
+        raise SpecError(f"arrays or tables nested too deeply; expected at most {MAX_TOML_NESTING} levels", where=where) from None
 
 
 def check_entry(entry: Any, sources: Mapping, where: str, must_say_kind: str | None = "this") -> Provenance:
@@ -213,12 +256,13 @@ def check_entry(entry: Any, sources: Mapping, where: str, must_say_kind: str | N
     note = entry.get("note", "")
     if not isinstance(note, str):
         raise SpecError("note must be a string", where=where)
+    check_text(note, f"{where}: note")
     return Provenance(source=src, kind=kind_, note=note)
 
 
 def parse_spec(path: Path, kind: str) -> Spec:
     """Parse and validate one file. `kind` is "hardware" or "model"."""
-    where = str(path)
+    where = safe_text(path)
     doc = read_toml(path)
     fields = HARDWARE_FIELDS if kind == "hardware" else MODEL_FIELDS
     sections = {k.split(".")[0] for k in fields}
@@ -232,6 +276,9 @@ def parse_spec(path: Path, kind: str) -> Spec:
     for key in _META_KEYS:
         if not isinstance(meta.get(key), str) or not meta[key].strip():
             raise SpecError(f"meta.{key}: expected a non-empty string", where=where)
+        check_text(meta[key], f"{where}: meta.{key}", "a one-line string" if key == "name" else "a string")
+        if key == "name" and "\n" in meta[key]:
+            raise SpecError("meta.name: expected a one-line string", where=where)
 
     sources = doc.pop("sources", None)
     if not isinstance(sources, dict) or not sources:
@@ -239,15 +286,22 @@ def parse_spec(path: Path, kind: str) -> Spec:
     for sid, src in sources.items():
         if not isinstance(src, dict) or not isinstance(src.get("title"), str):
             raise SpecError(f"sources.{sid}: expected {{ title = \"...\", url = \"...\" }}", where=where)
+        check_text(sid, f"{where}: sources", "a source name")
+        for k, v in src.items():
+            check_text(k, f"{where}: sources.{sid}", "a key")
+            if isinstance(v, str):
+                check_text(v, f"{where}: sources.{sid}.{k}")
 
     values: dict[str, Any] = {}
     prov: dict[str, Provenance] = {}
     for section, table in doc.items():
+        check_text(section, where, "a table name")
         if section not in sections:
             raise SpecError(unknown_key_message(section, sorted(sections)).replace("key", "table", 1), where=where)
         if not isinstance(table, dict):
             raise SpecError(f"'{section}' must be a table [{section}]", where=where)
         for key, entry in table.items():
+            check_text(key, f"{where}: [{section}]", "a key")
             dotted = f"{section}.{key}"
             spec_field = fields.get(dotted)
             if spec_field is None:
@@ -292,40 +346,55 @@ def search_dirs(kind: str) -> list[Path]:
 def known_names(kind: str) -> list[str]:
     names: set[str] = set()
     for d in search_dirs(kind):
-        names.update(p.stem for p in d.glob("*.toml"))
+        names.update(p.stem for p in d.glob("*.toml") if p.is_file())  # not a folder or a dangling link
     return sorted(names)
 
 
-def resolve(name_or_path: str, kind: str) -> Path:
+def _is_file(p: Path) -> bool:
+    """A regular file (or a link to one); False for a name the system cannot even look up."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):  # too long, a NUL byte, a loop of links
+        return False
+
+
+def resolve(name_or_path: str, kind: str, where: str | None = None) -> Path:
+    """The file a name or path stands for; errors name `where` (default: the --hardware/--model option)."""
+    where = where or f"--{kind}"
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise SpecError(f"expected a {kind} name or .toml path, got {name_or_path!r}", where=where)
     p = Path(name_or_path)
     if p.suffix == ".toml" or "/" in name_or_path or "\\" in name_or_path:
-        if not p.is_file():
-            raise SpecError(f"no such {kind} file: {name_or_path}", where=f"--{kind}")
+        if not _is_file(p):
+            raise SpecError(f"no such {kind} file: {safe_text(name_or_path)}", where=where)
         return p
     for d in search_dirs(kind):
         cand = d / f"{name_or_path}.toml"
-        if cand.is_file():
+        if _is_file(cand):
             return cand
     names = known_names(kind)
     raise SpecError(
-        f"unknown {kind} '{name_or_path}'; known: {', '.join(names) or '(none)'}", where=f"--{kind}"
+        f"unknown {kind} '{safe_text(name_or_path)}'; known: {', '.join(names) or '(none)'}", where=where
     )
 
 
 _CACHE: dict[tuple[str, str, float], Spec] = {}
 
 
-def _load(name_or_path: str, kind: str) -> Spec:
-    path = resolve(name_or_path, kind)
-    key = (str(path.resolve()), kind, path.stat().st_mtime)
+def _load(name_or_path: str, kind: str, where: str | None = None) -> Spec:
+    path = resolve(name_or_path, kind, where)
+    try:
+        key = (str(path.resolve()), kind, path.stat().st_mtime)
+    except OSError as exc:  # gone since it was found
+        raise SpecError(f"cannot read the file: {safe_text(exc)}", where=safe_text(path)) from None
     if key not in _CACHE:
         _CACHE[key] = parse_spec(path, kind)
     return _CACHE[key]
 
 
-def load_hardware(name_or_path: str = "cloudmatrix384") -> Spec:
-    return _load(name_or_path, "hardware")
+def load_hardware(name_or_path: str = "cloudmatrix384", where: str | None = None) -> Spec:
+    return _load(name_or_path, "hardware", where)
 
 
-def load_model(name_or_path: str = "deepseek-r1") -> Spec:
-    return _load(name_or_path, "model")
+def load_model(name_or_path: str = "deepseek-r1", where: str | None = None) -> Spec:
+    return _load(name_or_path, "model", where)

@@ -25,7 +25,9 @@ from cmperf.validation.measurements import Measurement, Predictor, read_measurem
 #: What `cmperf calibrate` fits when --params is not given (patterns; only informed keys are fitted).
 DEFAULT_PARAMS = (
     "efficiency.matmul_compute_frac",
+    "efficiency.*_matmul_compute_frac",
     "efficiency.matmul_k_overhead_elements",
+    "efficiency.matmul_kernel_fixed_s",
     "efficiency.attention_compute_frac",
     "efficiency.hbm_frac",
     "moe_comm.*_startup_s",
@@ -168,8 +170,10 @@ def informed(pred: Predictor, keys: list[str], base: np.ndarray) -> dict[str, fl
 # ---- the fit ------------------------------------------------------------------------------------
 
 
-def calibrate(measurements_path: str | Path, hardware: str = "cloudmatrix384", model: str = "deepseek-r1", params: list[str] | None = None) -> Calibration:
-    """Fit `params` (default DEFAULT_PARAMS, informed ones only) of `hardware` to the measurements."""
+def calibrate(measurements_path: str | Path, hardware: str = "cloudmatrix384", model: str = "deepseek-r1", params: list[str] | None = None,
+              progress=None) -> Calibration:
+    """Fit `params` (default DEFAULT_PARAMS, informed ones only) of `hardware` to the measurements;
+    `progress(evaluations)` is called after each evaluation of the fit."""
     from scipy.optimize import least_squares
 
     mpath = Path(measurements_path)
@@ -178,7 +182,10 @@ def calibrate(measurements_path: str | Path, hardware: str = "cloudmatrix384", m
     pred = Predictor(str(hw_path), model, meas, path=str(mpath))
     base = pred.check()
     explicit = params is not None
-    keys = expand_params(params if explicit else list(DEFAULT_PARAMS), pred.hw)
+    # The defaults name keys some files leave out (per-dtype efficiencies, the fitted prefill duty):
+    # only those the file gives are candidates.
+    defaults = [p for p in DEFAULT_PARAMS if any(ch in p for ch in "*?[") or pred.hw.has(p)]
+    keys = expand_params(params if explicit else defaults, pred.hw)
     sens = informed(pred, keys, base)
     fit_keys = [k for k in keys if sens[k] > PROBE_MIN_CHANGE]
     idle = [k for k in keys if k not in fit_keys]
@@ -207,8 +214,14 @@ def calibrate(measurements_path: str | Path, hardware: str = "cloudmatrix384", m
         x = np.clip(p * scale, lo * scale, hi * scale)
         return {k: float(v) for k, v in zip(fit_keys, x)}
 
+    calls = [0]
+
     def residuals(p):
-        return pred.predict(values_of(p)) / measured - 1.0
+        out = pred.predict(values_of(p)) / measured - 1.0
+        calls[0] += 1
+        if progress is not None:
+            progress(calls[0])
+        return out
 
     p0 = np.clip(x0 / scale, lo, hi)
     res = least_squares(residuals, p0, bounds=(lo, hi), method="trf", diff_step=1e-6, ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=200 * (len(fit_keys) + 1))

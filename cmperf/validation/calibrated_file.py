@@ -16,7 +16,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cmperf.errors import SpecError
+from cmperf.errors import SpecError, WriteError
+from cmperf.inputs import safe_text
 from cmperf.specs.loader import parse_spec
 
 #: Digits a fitted value is written with.
@@ -124,7 +125,15 @@ def default_out_path(hardware_path: Path) -> Path:
 
 def write_calibrated(cal, out: str | Path | None = None, overwrite: bool = False) -> Path:
     """Write the original hardware file of a `Calibration` with the fitted values replaced (kind "fitted", a note with
-    the fit's residuals, a [sources] entry for the measurements file) and check that it loads."""
+    the fit's residuals, a [sources] entry for the measurements file) and check that it loads.
+    Any failure of the file system is one WriteError naming the path."""
+    try:
+        return _write_calibrated(cal, out, overwrite)
+    except OSError as exc:  # e.g. a name too long to look up, a folder that vanished
+        raise WriteError("calibrated file", out if out is not None else default_out_path(cal.hardware_path), exc) from None
+
+
+def _write_calibrated(cal, out: str | Path | None, overwrite: bool) -> Path:
     import tomllib
 
     src_path = cal.hardware_path
@@ -134,14 +143,19 @@ def write_calibrated(cal, out: str | Path | None = None, overwrite: bool = False
         raise SpecError(f"expected a path ending in .toml, got {str(out_path)!r}", where=where)
     if out_path.resolve() == src_path.resolve():
         raise SpecError(f"refusing to overwrite the original hardware file {src_path}; choose another --out", where=where)
+    if out_path.is_dir():
+        raise SpecError(f"{safe_text(out_path)} is a directory; expected a file path ending in .toml", where=where)
     if out_path.exists() and not overwrite:
-        raise SpecError(f"{out_path} exists; pass --overwrite to replace it", where=where)
+        raise SpecError(f"{safe_text(out_path)} exists; pass --overwrite to replace it", where=where)
     if out is None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WriteError("calibrated file", out_path, exc) from None
     if not out_path.parent.is_dir():
-        raise SpecError(f"no such directory: {out_path.parent}", where=where)
+        raise SpecError(f"no such directory: {safe_text(out_path.parent)}", where=where)
 
-    text = src_path.read_text(encoding="utf-8")
+    text = src_path.read_text(encoding="utf-8-sig")
     doc = tomllib.loads(text)
     data = cal.measurements_path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()[:12]
@@ -150,7 +164,7 @@ def write_calibrated(cal, out: str | Path | None = None, overwrite: bool = False
     n = 2
     while sid in doc.get("sources", {}):
         sid, n = f"calibration-{n}", n + 1
-    mname = cal.measurements_path.name
+    mname = safe_text(cal.measurements_path.name)  # it goes into notes, which refuse control characters
     n_rows = len(cal.measurements)
     source = {
         "title": f"cmperf calibrate: {n_rows} measurements in {mname} (sha256 {digest}), fitted {stamp}",
@@ -181,18 +195,25 @@ def write_calibrated(cal, out: str | Path | None = None, overwrite: bool = False
         for sec, entries in tables.items():
             regen[sec] = {**regen.get(sec, {}), **entries}
         new_text = _regenerate(regen, header)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}-", suffix=".toml", dir=out_path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}-", suffix=".toml", dir=out_path.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes it private; the file is as shared as any the user writes
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(new_text)
+            fh.flush()
+            os.fsync(fh.fileno())
         spec = parse_spec(Path(tmp), "hardware")
         for key in cal.fitted:
             assert spec.provenance[key].kind == "fitted" and spec[key] == cal.after[key], key
         os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as exc:
+        raise WriteError("calibrated file", out_path, exc) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
     return out_path
 
 

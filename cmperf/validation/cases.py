@@ -7,7 +7,7 @@ change to a formula or a hardware file. See the package docstring for the file's
 
 from __future__ import annotations
 
-import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from cmperf.errors import SpecError
+from cmperf.inputs import MAX_MAGNITUDE
 
 PUBLISHED_CSV = Path(__file__).with_name("published.csv")
 COLUMNS = ("case", "hardware", "evaluator", "kind", "params", "metric", "published", "unit", "tolerance_pct", "error_basis", "source", "note")
@@ -42,6 +43,11 @@ class Case:
     source: str
     note: str
     line: int = 0
+    path: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.path or PUBLISHED_CSV.name}: line {self.line}"
 
 
 def _value(text: str):
@@ -63,21 +69,24 @@ def parse_params(text: str, where: str = "params") -> dict:
     return out
 
 
+#: What a published figure may be measured in, per metric (the evaluators return these units).
+METRIC_UNITS = {"tpot_ms": "ms", "tokens_per_s": "tokens/s", "latency_us": "us", "tflops": "TFLOPS", "gbps": "GB/s",
+                "compute_util_pct": "%", "hbm_util_pct": "%", "attention_stream_us": "us", "moe_stream_us": "us"}
+
+
 def load_published(path: Path | str = PUBLISHED_CSV) -> list[Case]:
     """Read the published-results table; every malformed cell is a SpecError naming line and column."""
+    from cmperf.inputs import MAX_CSV_ROWS, check_number, csv_lines, safe_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read the file: {exc}", where=str(path)) from None
-    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1) if ln.strip() and not ln.lstrip().startswith("#")]
-    reader = csv.reader([ln for _, ln in lines])
-    header = next(reader, None)
+    name = safe_text(path)
+    lines = csv_lines(path, name, MAX_CSV_ROWS)
+    header = lines[0][1] if lines else None
     if header is None or [h.strip() for h in header] != list(COLUMNS):
-        raise SpecError(f"expected the header {','.join(COLUMNS)}", where=str(path))
+        raise SpecError(f"expected the header {','.join(COLUMNS)}", where=name)
     cases = []
-    for (line, _), cells in zip(lines[1:], reader):
-        where = f"{path}: line {line}"
+    for line, cells in lines[1:]:
+        where = f"{name}: line {line}"
         if len(cells) != len(COLUMNS):
             raise SpecError(f"expected {len(COLUMNS)} cells, got {len(cells)}", where=where)
         r = dict(zip(COLUMNS, (c.strip() for c in cells)))
@@ -87,17 +96,18 @@ def load_published(path: Path | str = PUBLISHED_CSV) -> list[Case]:
             raise SpecError(f"expected one of {', '.join(ROW_KINDS)}, got {r['kind']!r}", where=f"{where}, column 'kind'")
         if r["error_basis"] not in ("relative", "points"):
             raise SpecError(f"expected relative or points, got {r['error_basis']!r}", where=f"{where}, column 'error_basis'")
-        nums = {}
-        for col in ("published", "tolerance_pct"):
-            try:
-                nums[col] = float(r[col])
-            except ValueError:
-                raise SpecError(f"expected a number, got {r[col]!r}", where=f"{where}, column '{col}'") from None
+        nums = {col: check_number(r[col], f"{where}, column '{col}'", whole=False, lo=0.0, hi=MAX_MAGNITUDE, lo_open=True, text_ok=True)
+                for col in ("published", "tolerance_pct")}
+        unit = METRIC_UNITS.get(r["metric"])
+        if unit is None:
+            raise SpecError(f"unknown metric {r['metric']!r}; expected one of {', '.join(METRIC_UNITS)}", where=f"{where}, column 'metric'")
+        if r["unit"] != unit:
+            raise SpecError(f"expected the unit of {r['metric']}, {unit!r}, got {r['unit']!r}", where=f"{where}, column 'unit'")
         cases.append(Case(
             case=r["case"], hardware=r["hardware"], evaluator=r["evaluator"], kind=r["kind"],
             params=parse_params(r["params"], where=f"{where}, column 'params'"), metric=r["metric"],
             published=nums["published"], unit=r["unit"], tolerance_pct=nums["tolerance_pct"],
-            error_basis=r["error_basis"], source=r["source"], note=r["note"], line=line,
+            error_basis=r["error_basis"], source=r["source"], note=r["note"], line=line, path=name,
         ))
     return cases
 
@@ -110,17 +120,21 @@ def _scalar(x) -> float:
 
 
 def _bad_metric(case: Case):
-    return SpecError(f"evaluator '{case.evaluator}' cannot predict metric {case.metric!r}", where=f"{PUBLISHED_CSV.name}: line {case.line}")
+    return SpecError(f"evaluator '{case.evaluator}' cannot predict metric {case.metric!r}", where=case.where)
+
+
+#: Params named as the CLI options name them, for the deployment field they set.
+PARAM_ALIASES = {"attn_cores": "attention_matrix_cores"}
 
 
 def _estimate(phase: str, hw_name: str, case: Case) -> dict:
     from cmperf.evaluation import DEPLOYMENT_FIELDS, WORKLOAD_FIELDS, estimate
 
-    p = dict(case.params)
+    p = {PARAM_ALIASES.get(k, k): v for k, v in case.params.items()}
     model = p.pop("model", DEFAULT_MODEL)
     unknown = set(p) - set(DEPLOYMENT_FIELDS) - set(WORKLOAD_FIELDS)
     if unknown:
-        raise SpecError(f"unknown estimate option(s) {', '.join(sorted(unknown))}", where=f"{PUBLISHED_CSV.name}: line {case.line}")
+        raise SpecError(f"unknown estimate option(s) {', '.join(sorted(unknown))}", where=case.where)
     return estimate(phase, hw_name, model, **p).result
 
 
@@ -132,6 +146,9 @@ def eval_decode(case: Case, hw, model) -> float:
         return _scalar(res["tpot_s"]) / MS
     if case.metric == "tokens_per_s":
         return _scalar(res["tokens_per_s_per_device"])
+    if case.metric in ("attention_stream_us", "moe_stream_us"):
+        # One microbatch of one MoE layer on its stream (the paper's per-stream latency).
+        return _scalar(res[case.metric.replace("_us", "_s")]) * 1e6
     raise _bad_metric(case)
 
 
@@ -173,10 +190,12 @@ def gemm_time_flops(hw, m, n, k, dtype, groups=1.0, weight_dtype=None, out_dtype
 
 def eval_gemm(case: Case, hw, model) -> float:
     from cmperf.specs.derived import matrix_peak_flops_per_s
-    from cmperf.units import TFLOPS
+    from cmperf.units import TFLOPS, US
 
     p = case.params
     t, flops = gemm_time_flops(hw, p["m"], p["n"], p["k"], p["dtype"], p.get("groups", 1), p.get("weight_dtype"), p.get("out_dtype", "bf16"))
+    if case.metric == "latency_us":
+        return t / US
     if case.metric == "tflops":
         return flops / t / TFLOPS
     if case.metric == "compute_util_pct":
@@ -197,7 +216,7 @@ def eval_attention(case: Case, hw, model) -> float:
     elif p.get("bound") == "memory":
         flops, bytes_ = 1.0, _BIG_BYTES
     else:
-        raise SpecError("expected params bound=compute or bound=memory", where=f"{PUBLISHED_CSV.name}: line {case.line}")
+        raise SpecError("expected params bound=compute or bound=memory", where=case.where)
     t = _scalar(Die(hw).attention("attention", "validate", "validate", flops, bytes_, dtype).time_s) - hw["overhead.op_latency_s"]
     peak = matrix_peak_flops_per_s(hw, dtype)
     values = {
@@ -265,12 +284,21 @@ def evaluate_case(case: Case) -> dict:
     """One output row: the published figure, the model's prediction and whether it is in tolerance."""
     from cmperf.specs.loader import load_hardware, load_model
 
-    hw = load_hardware(case.hardware)
-    model = load_model(case.params.get("model", DEFAULT_MODEL))
     try:
+        hw = load_hardware(case.hardware)
+        model = load_model(case.params.get("model", DEFAULT_MODEL))
         predicted = float(EVALUATORS[case.evaluator](case, hw, model))
     except KeyError as exc:
-        raise SpecError(f"missing parameter {exc} for evaluator '{case.evaluator}'", where=f"{PUBLISHED_CSV.name}: line {case.line}") from None
+        raise SpecError(f"missing parameter {exc} for evaluator '{case.evaluator}'", where=case.where) from None
+    except (SpecError, TypeError, ValueError, ArithmeticError) as exc:  # a params value the evaluator cannot use
+        if isinstance(exc, SpecError) and exc.where and exc.where.startswith(case.where):
+            raise
+        msg = str(exc)
+        if isinstance(exc, SpecError) and exc.where and exc.where.startswith("--"):  # an option: here a params item
+            msg = f"params {exc.where[2:].replace('-', '_')}: {msg[len(exc.where) + 2:]}"
+        raise SpecError(f"the model cannot evaluate this row: {msg}", where=case.where) from None
+    if not math.isfinite(predicted):
+        raise SpecError(f"the model predicts {predicted!r} for this row", where=case.where)
     err = error_of(case, predicted)
     return {
         "case": case.case,

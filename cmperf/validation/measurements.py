@@ -6,8 +6,6 @@ The file format is documented in the package docstring (cmperf/validation/__init
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from cmperf.errors import SpecError
+from cmperf.inputs import MAX_CSV_ROWS, MAX_INT, MAX_MAGNITUDE, check_number, csv_lines, safe_text
 from cmperf.specs.loader import Spec, parse_finite
 from cmperf.units import DTYPE_BYTES, MS, TFLOPS, US
 
+#: Most rows a measurements file may have, and most of them of kind decode or prefill (each such
+#: row runs the whole model at every step of the fit): bounds that keep a fit under a minute.
+MAX_MEASUREMENTS = MAX_CSV_ROWS
+MAX_MODEL_ROWS = 30
 #: Columns every row has.
 BASE_COLUMNS = ("kind", "value", "unit")
 #: Free-text columns, ignored.
@@ -78,11 +81,9 @@ def _parse_cell(col: str, text: str, where: str):
         if text not in _CHOICE_COLUMNS[col]:
             raise SpecError(f"expected one of {', '.join(_CHOICE_COLUMNS[col])}, got {text!r}", where=where)
         return text
-    v = parse_finite(text, where)
     if col in _INT_COLUMNS:
-        if not v.is_integer() or v < _INT_COLUMNS[col]:
-            raise SpecError(f"expected a whole number >= {_INT_COLUMNS[col]}, got {text!r}", where=where)
-        return int(v)
+        return check_number(text, where, whole=True, lo=_INT_COLUMNS[col], hi=MAX_INT, text_ok=True)
+    v = parse_finite(text, where)
     lo, hi, closed = _FLOAT_COLUMNS[col]
     if not (lo <= v <= hi if closed else lo < v <= hi):
         raise SpecError(f"expected a number in {'[' if closed else '('}{lo:g}, {hi:g}], got {text!r}", where=where)
@@ -92,34 +93,31 @@ def _parse_cell(col: str, text: str, where: str):
 def read_measurements(path: str | Path) -> list[Measurement]:
     """Parse a measurements CSV (see the package docstring for its columns)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the measurements file: {exc}", where=str(path)) from None
-    numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1) if ln.strip() and not ln.lstrip().startswith("#")]
+    name = safe_text(path)
+    numbered = csv_lines(path, name, MAX_MEASUREMENTS, "measurements (one fit evaluates every row at each step; average repeated measurements first)")
     if not numbered:
-        raise SpecError("no header row and no measurements", where=str(path))
-    rows = list(csv.reader(io.StringIO("\n".join(ln for _, ln in numbered))))
+        raise SpecError("no header row and no measurements", where=name)
+    rows = [cells for _, cells in numbered]
     header_line = numbered[0][0]
     header = [h.strip() for h in rows[0]]
     for col in header:
         if col not in ALL_COLUMNS:
             hint = ", ".join(c for c in ALL_COLUMNS)
-            raise SpecError(f"unknown column {col!r}; expected some of: {hint}", where=f"{path}: header (line {header_line}), column '{col}'")
+            raise SpecError(f"unknown column {col!r}; expected some of: {hint}", where=f"{name}: header (line {header_line}), column '{safe_text(col)}'")
     dupes = {c for c in header if header.count(c) > 1}
     if dupes:
-        raise SpecError(f"column(s) given twice: {', '.join(sorted(dupes))}", where=f"{path}: header (line {header_line})")
+        raise SpecError(f"column(s) given twice: {', '.join(sorted(dupes))}", where=f"{name}: header (line {header_line})")
     for col in BASE_COLUMNS:
         if col not in header:
-            raise SpecError(f"missing column '{col}'; every row needs kind, value and unit", where=f"{path}: header (line {header_line})")
+            raise SpecError(f"missing column '{col}'; every row needs kind, value and unit", where=f"{name}: header (line {header_line})")
     out = []
     for n, ((line, _), cells) in enumerate(zip(numbered[1:], rows[1:]), start=1):
         if len(cells) > len(header):
-            raise SpecError(f"{len(cells)} cells for {len(header)} columns", where=_where(path, n, line))
+            raise SpecError(f"{len(cells)} cells for {len(header)} columns", where=_where(name, n, line))
         r = {h: c.strip() for h, c in zip(header, cells)}
         kind = r.get("kind", "")
         if kind not in KIND_COLUMNS:
-            raise SpecError(f"unknown kind {kind!r}; expected one of {', '.join(KIND_COLUMNS)}", where=_where(path, n, line, "kind"))
+            raise SpecError(f"unknown kind {kind!r}; expected one of {', '.join(KIND_COLUMNS)}", where=_where(name, n, line, "kind"))
         required, optional = KIND_COLUMNS[kind]
         params = {}
         for col in header:
@@ -128,35 +126,34 @@ def read_measurements(path: str | Path) -> list[Measurement]:
                 continue
             if col not in required and col not in optional:
                 if cell:
-                    raise SpecError(f"column '{col}' does not apply to kind '{kind}' (its columns: {', '.join(required + optional)}); leave it empty", where=_where(path, n, line, col))
+                    raise SpecError(f"column '{col}' does not apply to kind '{kind}' (its columns: {', '.join(required + optional)}); leave it empty", where=_where(name, n, line, col))
                 continue
             if cell:
-                params[col] = _parse_cell(col, cell, _where(path, n, line, col))
+                params[col] = _parse_cell(col, cell, _where(name, n, line, col))
         for col in required:
             if col != "metric" and col not in params:
-                raise SpecError(f"missing {col!r}: kind '{kind}' needs {', '.join(required)}", where=_where(path, n, line, col))
+                raise SpecError(f"missing {col!r}: kind '{kind}' needs {', '.join(required)}", where=_where(name, n, line, col))
         metrics = METRICS[kind]
         metric = r.get("metric", "")
         if not metric and "metric" not in required and len(metrics) == 1:
             metric = next(iter(metrics))
         if metric not in metrics:
             got = f"got {metric!r}" if metric else "the cell is empty"
-            raise SpecError(f"expected a metric of kind '{kind}': {', '.join(metrics)}; {got}", where=_where(path, n, line, "metric"))
+            raise SpecError(f"expected a metric of kind '{kind}': {', '.join(metrics)}; {got}", where=_where(name, n, line, "metric"))
         unit = r.get("unit", "")
         factor = metrics[metric].get(unit.lower())
         if factor is None:
-            raise SpecError(f"expected a unit of {metric}: {', '.join(metrics[metric])}, got {unit!r}", where=_where(path, n, line, "unit"))
-        try:
-            value = float(r.get("value", "").replace("_", ""))
-        except ValueError:
-            raise SpecError(f"expected a number, got {r.get('value', '')!r}", where=_where(path, n, line, "value")) from None
-        if not (math.isfinite(value) and value > 0):
-            raise SpecError(f"expected a positive number, got {r.get('value')!r}", where=_where(path, n, line, "value"))
+            raise SpecError(f"expected a unit of {metric}: {', '.join(metrics[metric])}, got {unit!r}", where=_where(name, n, line, "unit"))
+        value = check_number(r.get("value", ""), _where(name, n, line, "value"), whole=False, lo=0.0, hi=MAX_MAGNITUDE, lo_open=True, text_ok=True)
         if kind == "gemm":
             params.setdefault("groups", 1)
         out.append(Measurement(n, line, kind, metric, value, unit, factor, params, r.get("label", "")))
     if not out:
-        raise SpecError("no measurements after the header", where=str(path))
+        raise SpecError("no measurements after the header", where=name)
+    model_rows = [m for m in out if m.kind in ("decode", "prefill")]
+    if len(model_rows) > MAX_MODEL_ROWS:
+        raise SpecError(f"{len(model_rows)} decode and prefill measurements; expected at most {MAX_MODEL_ROWS} (each runs the whole "
+                        "model at every step of the fit, a few seconds per row): keep the most informative ones", where=name)
     return out
 
 

@@ -44,7 +44,7 @@ def _phase(sc: Scenario, grid, options, rate: float, tokens_per_request: float, 
     out = {
         "instances": n, "devices_per_instance": d, "devices": n * d,
         "deployment": rec["deployment"],
-        "params": {k: rec[k] for k in ("devices", "ep", "attn_tp", "redundant", "microbatches", "mtp", "batch", "tokens_per_device") if rec.get(k) is not None},
+        "params": {k: rec[k] for k in ("devices", "ep", "attn_tp", "redundant", "microbatches", "attn_cores", "mtp", "batch", "tokens_per_device") if rec.get(k) is not None},
         "latency_ms": lat_ms,
         "capacity_tokens_per_s_per_device": x,
         "load_tokens_per_s_per_device": load,

@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cmperf.errors import SpecError
-from cmperf.overrides import WORKLOAD_FIELDS, apply_overrides, parse_set
+from cmperf.inputs import TPOT_MS_RANGE, TTFT_MS_RANGE
+from cmperf.overrides import WORKLOAD_FIELDS, apply_overrides, parse_set, refuse_derived
 from cmperf.specs.deployment import MAX_PREFIX_HIT, Deployment, Workload
 from cmperf.specs.loader import Spec, load_hardware, load_model, unknown_key_message
 from cmperf.specs.schema import HARDWARE_FIELDS, MODEL_FIELDS
@@ -29,8 +30,8 @@ SEARCH_FIELDS: dict[str, tuple] = {
     "search.max_mtp": (int, 0, 8, "largest number of speculative MTP tokens searched (the planner's default is 2)", "tokens"),
 }
 SLO_FIELDS: dict[str, tuple] = {
-    "slo.tpot_ms": (float, 1e-3, 1e9, "TPOT SLO", "ms"),
-    "slo.ttft_ms": (float, 1e-3, 1e12, "TTFT SLO (prefill)", "ms"),
+    "slo.tpot_ms": (float, *TPOT_MS_RANGE, "TPOT SLO", "ms"),
+    "slo.ttft_ms": (float, *TTFT_MS_RANGE, "TTFT SLO (prefill)", "ms"),
 }
 WORKLOAD_ATTR = {
     "workload.input_len": "input_len", "workload.output_len": "output_len",
@@ -116,22 +117,15 @@ class Scenario:
 
 
 def _check_extra(key: str, raw, where: str):
+    from cmperf.inputs import check_number
+
     typ, lo, hi, _, _ = SEARCH_FIELDS.get(key) or SLO_FIELDS[key]
-    try:
-        v = float(raw)
-        if typ is int:
-            if not v.is_integer():
-                raise ValueError
-            v = int(v)
-    except (TypeError, ValueError, OverflowError):
-        raise SpecError(f"expected a {'whole number' if typ is int else 'number'}, got {raw!r}", where=f"{where} {key}") from None
-    if not (lo <= v <= hi):
-        raise SpecError(f"expected a value in [{lo:g}, {hi:g}], got {raw!r}", where=f"{where} {key}")
-    return v
+    return check_number(raw, f"{where} {key}", whole=typ is int, lo=lo, hi=hi, text_ok=True)
 
 
 def set_value(sc: Scenario, key: str, raw, where: str = "--set", *, allow_slo: bool = False, record: bool = True) -> Scenario:
     """A copy of the scenario with one key changed, validated exactly as `--set` validates it."""
+    refuse_derived(key, settable_keys(allow_slo), where)
     if key in HARDWARE_FIELDS or key in MODEL_FIELDS or key in WORKLOAD_FIELDS or key.startswith("derived."):
         hw, model, wl = apply_overrides(sc.hw, sc.model, {key: raw}, where, settable_keys(allow_slo))
         if wl.get("prefix_hit", 0.0) > MAX_PREFIX_HIT:
@@ -150,8 +144,20 @@ def set_value(sc: Scenario, key: str, raw, where: str = "--set", *, allow_slo: b
 
 
 def apply_sets(sc: Scenario, sets: dict[str, str], where: str) -> Scenario:
+    """Apply KEY=VALUE items together: the hardware keys in one update and the model keys in one,
+    so keys that must change together (block rows, columns and core bandwidth; experts and groups)
+    are checked as a whole, as `plan` and `estimate` check them."""
+    hw_up = {k: v for k, v in sets.items() if k in HARDWARE_FIELDS}
+    model_up = {k: v for k, v in sets.items() if k in MODEL_FIELDS}
+    for key in sets:
+        refuse_derived(key, settable_keys(), where)
+    if hw_up:
+        sc = replace(sc, hw=sc.hw.with_values(hw_up, origin=where), overrides=sc.overrides + tuple(f"{k}={v}" for k, v in hw_up.items()))
+    if model_up:
+        sc = replace(sc, model=sc.model.with_values(model_up, origin=where), overrides=sc.overrides + tuple(f"{k}={v}" for k, v in model_up.items()))
     for key, value in sets.items():
-        sc = set_value(sc, key, value, where)
+        if key not in hw_up and key not in model_up:
+            sc = set_value(sc, key, value, where)
     return sc
 
 
@@ -171,26 +177,42 @@ def apply_scales(sc: Scenario, items, where: str) -> Scenario:
         if not keys:
             close = unknown_key_message(pattern, numeric_spec_keys()).replace("unknown key", "no numeric hardware or model key matches", 1)
             raise SpecError(close, where=where)
+        scaled = {}
         for k in keys:
             old = sc.value(k)
             typ, _ = key_info(k)
-            new = int(round(old * factor)) if typ == "int" else float(old * factor)
-            sc = set_value(sc, k, new, where, record=False)
-            sc = replace(sc, overrides=sc.overrides + (f"{k}={new:g} (x{factor:g})",))
+            new = old * factor
+            if not math.isfinite(new):
+                raise SpecError(f"{k} = {old:g} x {factor:g} is not a finite number", where=where)
+            scaled[k] = int(round(new)) if typ == "int" else float(new)
+        # Every key of the pattern changes at once, so related keys are checked together.
+        for spec_fields, attr in ((HARDWARE_FIELDS, "hw"), (MODEL_FIELDS, "model")):
+            up = {k: v for k, v in scaled.items() if k in spec_fields}
+            if up:
+                sc = replace(sc, **{attr: getattr(sc, attr).with_values(up, origin=where)})
+        sc = replace(sc, overrides=sc.overrides + tuple(f"{k}={v:g} (x{factor:g})" for k, v in scaled.items()))
     return sc
 
 
 def check_scenario(sc: Scenario, where_len: str = "--input-len/--output-len", where_devices: str = "--devices") -> Scenario:
     """Cross-key checks a plan needs; a SpecError names the option (or argument) at fault."""
+    from cmperf.inputs import check_number
+
+    for key, name in WORKLOAD_ATTR.items():  # as set by options, --set or a Python caller
+        typ, lo, hi = (WORKLOAD_FIELDS.get(key) or SEARCH_FIELDS[key])[:3]
+        check_number(getattr(sc, name), key, whole=typ is int, lo=lo, hi=min(hi, MAX_PREFIX_HIT) if name == "prefix_hit" else hi)
+    if sc.devices is not None:
+        check_number(sc.devices, where_devices, whole=True, lo=1, hi=1_000_000)
+    for t in sc.tpot_ms:
+        check_number(t, "--tpot", whole=False, lo=TPOT_MS_RANGE[0], hi=TPOT_MS_RANGE[1])
+    if sc.ttft_ms is not None:
+        check_number(sc.ttft_ms, "--ttft", whole=False, lo=TTFT_MS_RANGE[0], hi=TTFT_MS_RANGE[1])
     max_ctx = sc.model["arch.max_position_embeddings"]
     if sc.input_len + sc.output_len > max_ctx:
         raise SpecError(f"input + output = {sc.input_len + sc.output_len} tokens exceeds the model's {max_ctx}-token context", where=where_len)
     node = sc.hw["node.packages"]
     if sc.budget < node:
         raise SpecError(f"expected at least one node ({node} devices), got {sc.budget}", where=where_devices)
-    for t in sc.tpot_ms:
-        if not t > 0:
-            raise SpecError(f"expected a positive TPOT in ms, got {t}", where="--tpot")
     if sc.eplb not in ("default", "perfect"):
         raise SpecError(f"expected 'default' or 'perfect', got {sc.eplb!r}", where="--eplb")
     if sc.cache_path not in ("ub", "vpc"):
@@ -208,10 +230,10 @@ def _load(loader, name: str, where: str):
 
 
 def scenario(hardware: str = "cloudmatrix384", model: str = "deepseek-r1", *, layers=(), scales=(),
-             hardware_where: str = "--hardware", **fields) -> Scenario:
+             hardware_where: str = "--hardware", model_where: str = "--model", **fields) -> Scenario:
     """Load the specs and apply override layers: `layers` are (KEY=VALUE dict, where) pairs applied
     in order (later wins); `scales` are (PATTERN=FACTOR list, where) pairs applied after them."""
-    sc = Scenario(hw=_load(load_hardware, hardware, hardware_where), model=_load(load_model, model, "--model"), **fields)
+    sc = Scenario(hw=_load(load_hardware, hardware, hardware_where), model=_load(load_model, model, model_where), **fields)
     for sets, where in layers:
         sc = apply_sets(sc, sets, where)
     for items, where in scales:
@@ -348,7 +370,8 @@ def refined_best(sc: Scenario, phase: str, slo_ms: float | None, top: int = 8) -
         return np.array([p[name] for p in ps], float)[:, None]
 
     dep = Deployment(phase, devices=col("devices"), ep=col("ep"), redundant=col("redundant"), attn_tp=col("attn_tp"),
-                     microbatches=col("microbatches"), mtp=col("mtp"), **{last: fine}, **grid.choices)
+                     microbatches=col("microbatches"), mtp=col("mtp"),
+                     **({"attention_matrix_cores": col("attn_cores")} if phase == "decode" else {}), **{last: fine}, **grid.choices)
     res = evaluate(sc.hw, sc.model, grid.workload, dep)
     lat = res.latency_s
     shape = fine.shape

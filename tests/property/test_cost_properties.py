@@ -7,6 +7,8 @@ floating-point round-off.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -254,3 +256,44 @@ def test_prefill_vectorised_over_mtp_equals_scalar():
         one = evaluate_prefill(HW, MODEL, prefill_inputs(mtp=k))
         assert np.broadcast_to(res["ttft_s"], (2,))[i] == pytest.approx(f(one["ttft_s"]), rel=1e-12)
         assert np.broadcast_to(res["hbm_used_bytes_per_die"], (2,))[i] == pytest.approx(f(one["hbm_used_bytes_per_die"]), rel=1e-12)
+
+
+# ---- GEMM on a GPU file: more SMs never slow it ----------------------------------------------------
+
+H100 = load_hardware(str(Path(__file__).resolve().parents[2] / "hardware" / "h100.toml"))
+gemm_dim = st.integers(min_value=1, max_value=40000)
+dtypes = st.sampled_from(["fp8", "bf16"])
+
+
+@SET
+@given(gemm_dim, gemm_dim, gemm_dim, st.integers(1, 64), dtypes, st.floats(0.01, 1.0), st.floats(0.01, 1.0))
+def test_gemm_never_slower_when_a_stream_holds_more_sms(m, n, k, groups, dtype, s1, s2):
+    """A stream's share of the SMs (communication takes the rest): a larger share is never slower."""
+    lo, hi = sorted((s1, s2))
+    t_lo = Die(H100, matrix_share=lo).matmul("g", "s", "s", float(m), float(k), float(n), dtype, dtype, groups=float(groups)).time_s
+    t_hi = Die(H100, matrix_share=hi).matmul("g", "s", "s", float(m), float(k), float(n), dtype, dtype, groups=float(groups)).time_s
+    assert le(t_hi, t_lo)
+
+
+@SET
+@given(gemm_dim, gemm_dim, gemm_dim, dtypes, st.integers(132, 400), st.integers(132, 400))
+def test_gemm_never_slower_on_a_die_with_more_sms_at_the_same_per_sm_rate(m, n, k, dtype, c1, c2):
+    """More SMs of the same kind (peak grows with them): never slower."""
+    lo, hi = sorted((c1, c2))
+
+    def t(cores):
+        scale = cores / H100["die.matrix_cores"]
+        hw = H100.with_values({"die.matrix_cores": cores, f"die.{dtype}_matrix_flops_per_s": H100[f"die.{dtype}_matrix_flops_per_s"] * scale})
+        return Die(hw).matmul("g", "s", "s", float(m), float(k), float(n), dtype, dtype).time_s
+
+    assert le(t(hi), t(lo))
+
+
+@SET
+@given(st.lists(st.integers(1, 20000), min_size=2, max_size=2), st.sampled_from([8, 16, 32, 64]))
+def test_padded_rows_never_fall_as_m_grows(ms, small):
+    lo, hi = sorted(ms)
+    from cmperf.costs.roofline import padded_rows
+
+    assert float(padded_rows(lo, 64, small)) <= float(padded_rows(hi, 64, small))
+    assert float(padded_rows(lo, 64, small)) >= lo

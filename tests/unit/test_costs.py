@@ -192,27 +192,47 @@ def test_peer_fractions_across_nodes_and_domains(hw):
 
 
 def test_fused_dispatch_within_a_node(hw):
-    # EP8 stays in one node: T = t_start + intra-node latency + tokens x D x m / W_fit.
-    D = 3.5
-    want = hw["moe_comm.dispatch_startup_s"] + hw["scaleup.latency_intra_s"] + 128 * D * 7680 / hw["moe_comm.dispatch_bandwidth_bytes_per_s"]
-    assert float(fused_moe_comm_time_s(hw, 128, D, 7680, 8, "dispatch")) == approx(want)
+    # EP8 stays in one node, all 48 AIVs: T = t_call + t_lat + n t_tok + max(P / (48 w_core), P / W_fit).
+    D, n = 3.5, 128
+    payload = n * D * 7680
+    link = payload / hw["moe_comm.dispatch_bandwidth_bytes_per_s"]
+    issue = payload / (48 * hw["moe_comm.issue_bandwidth_bytes_per_s_per_core"])
+    want = (hw["moe_comm.dispatch_startup_s"] + hw["scaleup.latency_intra_s"] + n * hw["moe_comm.dispatch_startup_per_token_s"]
+            + max(link, issue))
+    assert link > issue  # on the whole die the links bind (Table 7's conditions)
+    assert float(fused_moe_comm_time_s(hw, n, D, 7680, 8, "dispatch")) == approx(want)
 
 
-def test_fused_combine_across_nodes_with_vector_share(hw):
-    # EP320: + inter-node latency; all peers at the fitted rate, capped by the link peak
-    # (7 x 28 GB/s); the decode MoE stream has 16 of 48 vector cores.
+def test_fused_combine_across_nodes_on_a_vector_share(hw):
+    # EP320, the decode MoE stream's 16 of 48 AIVs: the link rate is kept (16 AIVs fill it), the
+    # per-token part runs on a third of the cores, so it takes three times as long per token.
     D, share, tokens = 9.0, 16 / 48, 96
     payload = tokens * D * 14336
     w = min(hw["moe_comm.combine_bandwidth_bytes_per_s"], hw["scaleup.links_per_die"] * hw["scaleup.link_bandwidth_bytes_per_s"])
-    t_up = payload / (w * share)
-    want = hw["moe_comm.combine_startup_s"] + hw["scaleup.latency_inter_s"] + t_up
+    t_link = payload / w
+    t_issue = payload / (16 * hw["moe_comm.issue_bandwidth_bytes_per_s_per_core"])
+    want = (hw["moe_comm.combine_startup_s"] + hw["scaleup.latency_inter_s"] + 3 * tokens * hw["moe_comm.combine_startup_per_token_s"]
+            + max(t_link, t_issue))
     assert float(fused_moe_comm_time_s(hw, tokens, D, 14336, 320, "combine", share)) == approx(want)
+    # A third of the cores does not cut the link rate to a third.
+    full = float(fused_moe_comm_time_s(hw, tokens, D, 14336, 320, "combine"))
+    assert want - full == approx(2 * tokens * hw["moe_comm.combine_startup_per_token_s"] + max(t_link, t_issue) - t_link)
+
+
+def test_fused_comm_issue_bound_with_few_vector_cores(hw):
+    # 8 of 48 AIVs issue at 8 x w_core, below the link: the issue rate binds.
+    D, tokens, share = 8.0, 64, 8 / 48
+    payload = tokens * D * 14336
+    t = float(fused_moe_comm_time_s(hw, tokens, D, 14336, 8, "combine", share))
+    fixed = hw["moe_comm.combine_startup_s"] + hw["scaleup.latency_intra_s"] + 6 * tokens * hw["moe_comm.combine_startup_per_token_s"]
+    assert t == approx(fixed + payload / (8 * hw["moe_comm.issue_bandwidth_bytes_per_s_per_core"]))
 
 
 def test_link_peak_caps_the_fused_bandwidth(hw):
     """Halving the UB links halves what the combine (fitted at the link peak) can move."""
     half = hw.with_values({"scaleup.link_bandwidth_bytes_per_s": hw["scaleup.link_bandwidth_bytes_per_s"] / 2})
-    payload_time = lambda h: float(fused_moe_comm_time_s(h, 128, 8, 14336, 16, "combine")) - h["moe_comm.combine_startup_s"] - h["scaleup.latency_intra_s"]
+    fixed = lambda h: h["moe_comm.combine_startup_s"] + h["scaleup.latency_intra_s"] + 128 * h["moe_comm.combine_startup_per_token_s"]
+    payload_time = lambda h: float(fused_moe_comm_time_s(h, 128, 8, 14336, 16, "combine")) - fixed(h)
     assert payload_time(half) == approx(2 * payload_time(hw))
 
 

@@ -97,7 +97,7 @@ def test_missing_optional_key_is_fine(tmp_path):
 def test_missing_required_model_key(tmp_path):
     text = "\n".join(line for line in MODEL_TEXT.splitlines() if not line.startswith("kv_lora_rank ="))
     assert text != MODEL_TEXT
-    expect_error(write(tmp_path, text), "model", "missing key", "attention.kv_lora_rank")
+    expect_error(write(tmp_path, text), "model", "needs key", "attention.kv_lora_rank")
 
 
 def test_string_where_number_expected(tmp_path):
@@ -123,9 +123,9 @@ def test_non_finite_value(tmp_path, value):
 
 
 def test_nonneg_field_accepts_zero_rejects_negative(tmp_path):
-    ok = load_hardware(str(write(tmp_path, mutate(HW_TEXT, "op_latency_s = { value = 1e-6", "op_latency_s = { value = 0.0"), "ok.toml")))
+    ok = load_hardware(str(write(tmp_path, mutate(HW_TEXT, "op_latency_s = { value = 2e-6", "op_latency_s = { value = 0.0"), "ok.toml")))
     assert ok["overhead.op_latency_s"] == 0.0
-    p = write(tmp_path, mutate(HW_TEXT, "op_latency_s = { value = 1e-6", "op_latency_s = { value = -1e-6"))
+    p = write(tmp_path, mutate(HW_TEXT, "op_latency_s = { value = 2e-6", "op_latency_s = { value = -1e-6"))
     expect_error(p, "hardware", "overhead.op_latency_s", "expected a number >= 0")
 
 

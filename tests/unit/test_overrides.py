@@ -120,7 +120,7 @@ def test_unknown_key_without_any_close_match(specs):
     assert "did you mean" not in str(info.value)
 
 
-@pytest.mark.parametrize("key", ["derived.dies", "derived.params_total", "derived.int8_ridge_flops_per_byte", "derived.anything"])
+@pytest.mark.parametrize("key", ["derived.dies", "derived.params_total", "derived.int8_ridge_flops_per_byte"])
 def test_derived_keys_refused(specs, key):
     hw, m = specs
     with pytest.raises(SpecError) as info:
@@ -158,7 +158,7 @@ def test_spec_values_validated_through_overrides(specs, key, value, fragment):
         ("workload.input_len", "20000000", "[1, 1e+07]"),
         ("workload.input_len", "1.5", "whole number"),
         ("workload.input_len", "abc", "whole number"),
-        ("workload.output_len", "0", "expected a value in"),
+        ("workload.output_len", "0", "expected a whole number in"),
         ("workload.mtp_acceptance", "1.5", "[0, 1]"),
         ("workload.mtp_acceptance", "-0.1", "[0, 1]"),
         ("workload.mtp_acceptance", "nan", "[0, 1]"),

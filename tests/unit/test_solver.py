@@ -1,8 +1,9 @@
 """Unit tests of the deployment solver: the vectorised grid search against a brute-force loop,
 the prefill/decode split, the Pareto frontier, what limits a deployment, and atomic report writing.
 
-The brute-force loops call the cost model once per grid point with scalar inputs, so the grids
-here are kept small (a 16-device budget and batches up to 40: 11,520 decode points, about 15 s).
+The brute-force checks call the cost model once per point with scalar inputs: every point of the
+small prefill grid, and a seeded sample of the decode grid (a 16-device budget and batches up to
+40: about 27,000 points, of which 1,500 are evaluated alone, always including the grid's corners).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmperf.compose.decode import evaluate_decode
+from cmperf.compose.decode import evaluate_decode, pipelines
 from cmperf.compose.prefill import evaluate_prefill
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.report.files import write_run_dir
@@ -58,26 +59,35 @@ def small_prefill():
     return prefill_grid(HW, MODEL, BUDGET, INPUT_LEN)
 
 
+BRUTE_SAMPLE = 1500
+
+
 @pytest.fixture(scope="module")
 def brute_decode():
-    """Every (structure, attn_tp, microbatches, mtp, batch) evaluated one at a time, in C order."""
+    """A seeded sample of (structure, attn_tp, (microbatches, attention cores), mtp, batch) points,
+    each evaluated alone with scalar inputs; the grid's corners are always in it."""
     st = structures(HW, MODEL, BUDGET)
+    pipes = pipelines(HW)
     mtps = (0, 1, 2)
     batches = batch_grid(MAX_BATCH)
     kv_len = INPUT_LEN + OUTPUT_LEN / 2.0
+    shape = (len(st), 4, len(pipes), len(mtps), len(batches))
+    rng = np.random.default_rng(7)
+    corners = [np.ravel_multi_index(c, shape) for c in itertools.product(*[(0, n - 1) for n in shape])]
+    flats = np.unique(np.concatenate([corners, rng.choice(int(np.prod(shape)), BRUTE_SAMPLE, replace=False)]))
     tpot, tps, ok = [], [], []
-    for s, tp, mb, k, b in itertools.product(range(len(st)), (1, 2, 4, 8), MICROBATCH_CHOICES, mtps, batches):
+    for flat in flats:
+        s, tp, p, k, b = np.unravel_index(flat, shape)
         inp = decode_inputs(
-            devices=float(st.devices[s]), ep=float(st.ep[s]), redundant=float(st.redundant[s]), attn_tp=float(tp),
-            microbatches=float(mb), mtp=float(k), batch=float(b), kv_len=kv_len, mtp_acceptance=ACCEPTANCE,
-            eplb_perfect=False, extra={"max_context": INPUT_LEN + OUTPUT_LEN},
+            devices=float(st.devices[s]), ep=float(st.ep[s]), redundant=float(st.redundant[s]), attn_tp=float((1, 2, 4, 8)[tp]),
+            microbatches=float(pipes[p][0]), attn_cores=float(pipes[p][1]), mtp=float(mtps[k]), batch=float(batches[b]), kv_len=kv_len,
+            mtp_acceptance=ACCEPTANCE, eplb_perfect=False, extra={"max_context": INPUT_LEN + OUTPUT_LEN},
         )
         r = evaluate_decode(HW, MODEL, inp)
         tpot.append(float(np.asarray(r["tpot_s"])))
         tps.append(float(np.asarray(r["tokens_per_s_per_device"])))
         ok.append(bool(np.asarray(r["valid"])) and bool(np.asarray(r["fits"])))
-    shape = (len(st), 4, len(MICROBATCH_CHOICES), len(mtps), len(batches))
-    return {"tpot_s": np.array(tpot).reshape(shape), "tps": np.array(tps).reshape(shape), "ok": np.array(ok).reshape(shape)}
+    return {"shape": shape, "flat": flats, "tpot_s": np.array(tpot), "tps": np.array(tps), "ok": np.array(ok)}
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +125,7 @@ def test_decode_grid_axes_are_the_searched_space(small_decode):
     g = small_decode
     st = structures(HW, MODEL, BUDGET)
     assert g.phase == "decode"
-    assert g.shape == (len(st), 4, 3, 3, MAX_BATCH)
+    assert g.shape == (len(st), 4, len(pipelines(HW)), 3, MAX_BATCH)
     assert g.size == int(np.prod(g.shape))
     np.testing.assert_array_equal(g.axes["structure"].devices, st.devices)
     np.testing.assert_array_equal(g.axes["structure"].ep, st.ep)
@@ -128,24 +138,34 @@ def test_decode_grid_axes_are_the_searched_space(small_decode):
 
 def test_decode_grid_equals_brute_force(small_decode, brute_decode):
     g = small_decode
-    assert brute_decode["tpot_s"].shape == g.shape
-    np.testing.assert_allclose(g.latency_s, brute_decode["tpot_s"], rtol=REL, atol=0)
-    np.testing.assert_allclose(g.metric, brute_decode["tps"], rtol=REL, atol=0)
-    np.testing.assert_array_equal(g.ok, brute_decode["ok"])
-    # The small grid exercises both feasible and out-of-HBM points.
-    assert g.ok.any() and (~g.ok).any()
+    assert brute_decode["shape"] == g.shape
+    f = brute_decode["flat"]
+    np.testing.assert_allclose(g.latency_s.reshape(-1)[f], brute_decode["tpot_s"], rtol=REL, atol=0)
+    np.testing.assert_allclose(g.metric.reshape(-1)[f], brute_decode["tps"], rtol=REL, atol=0)
+    np.testing.assert_array_equal(g.ok.reshape(-1)[f], brute_decode["ok"])
+    # The sample exercises both feasible and out-of-HBM points, and every pipeline choice.
+    assert brute_decode["ok"].any() and (~brute_decode["ok"]).any()
+    assert set(np.unravel_index(f, g.shape)[2]) == set(range(g.shape[2]))
 
 
 @pytest.mark.parametrize("slo", [0.020, 0.030])
 def test_decode_argmax_under_slo_equals_brute_force(small_decode, brute_decode, slo):
     g = small_decode
-    i = _brute_argmax(brute_decode["tps"], brute_decode["tpot_s"], brute_decode["ok"], slo)
+    # A plain loop over the grid's own arrays (checked against scalar runs above) finds the best.
+    i = _brute_argmax(g.metric, g.latency_s, g.ok, slo)
     assert i is not None
     top = ranked(g, slo, 1)
     assert len(top) == 1
     assert params_at(g, top[0]) == params_at(g, i)
     assert g.latency_s.reshape(-1)[top[0]] <= slo
-    assert g.metric.reshape(-1)[top[0]] == pytest.approx(brute_decode["tps"].reshape(-1)[i], rel=REL)
+    assert g.metric.reshape(-1)[top[0]] == pytest.approx(g.metric.reshape(-1)[i], rel=REL)
+    # ... and the winner, run alone with scalar inputs, gives the same throughput.
+    p = params_at(g, top[0])
+    alone = evaluate_decode(HW, MODEL, decode_inputs(
+        devices=p["devices"], ep=p["ep"], redundant=p["redundant"], attn_tp=p["attn_tp"], microbatches=p["microbatches"],
+        attn_cores=p["attn_cores"], mtp=p["mtp"], batch=p["batch"], kv_len=INPUT_LEN + OUTPUT_LEN / 2.0, mtp_acceptance=ACCEPTANCE,
+        extra={"max_context": INPUT_LEN + OUTPUT_LEN}))
+    assert float(alone["tokens_per_s_per_device"]) == pytest.approx(g.metric.reshape(-1)[top[0]], rel=REL)
 
 
 def test_decode_ranked_is_sorted_distinct_and_feasible(small_decode):
@@ -208,7 +228,7 @@ def test_params_at_decode_round_trip(small_decode):
     st = g.axes["structure"]
     assert params_at(g, flat) == {
         "devices": int(st.devices[5]), "ep": int(st.ep[5]), "redundant": int(st.redundant[5]),
-        "attn_tp": 4, "microbatches": 2, "mtp": 2, "batch": 8,
+        "attn_tp": 4, "microbatches": 2, "attn_cores": pipelines(HW)[1][1], "mtp": 2, "batch": 8,
     }
 
 
