@@ -168,15 +168,15 @@ t0 = time.perf_counter(); import cmperf.cli; T["import cmperf.cli (typer, click)
 t0 = time.perf_counter(); import typer._adapters; T["import typer option coercion (pydantic)"] = time.perf_counter() - t0
 t0 = time.perf_counter(); import numpy; T["import numpy"] = time.perf_counter() - t0
 t0 = time.perf_counter()
-import cmperf.solve.plan, cmperf.report.plan, cmperf.report.files, cmperf.estimate
+import cmperf.solve.plan, cmperf.report.plan, cmperf.report.files, cmperf.evaluation
 T["import cmperf model, solver and report modules"] = time.perf_counter() - t0
-import cmperf.estimate as est, cmperf.solve.plan as sp, cmperf.report.plan as rp, cmperf.report.files as rf
-est.load_specs = timed("load and validate TOML specs", est.load_specs)
+import cmperf.solve.plan as sp, cmperf.report.plan as rp, cmperf.report.files as rf
+sp.load_specs = timed("load and validate TOML specs", sp.load_specs)
 sp.decode_grid = timed("evaluate decode grid", sp.decode_grid)
 sp.prefill_grid = timed("evaluate prefill grid", sp.prefill_grid)
 sp.ranked = timed("rank (ranked)", sp.ranked)
 sp.best_per_deployment = timed("rank (best per deployment)", sp.best_per_deployment)
-sp._explain = timed("explain records (estimate re-runs)", sp._explain)
+sp._explain = timed("explain records (single evaluations)", sp._explain)
 sp.pareto_front = timed("Pareto frontier", sp.pareto_front)
 sp.best_split = timed("prefill/decode sizing", sp.best_split)
 rp.report_files = timed("render report files (md, csv, svg)", rp.report_files)

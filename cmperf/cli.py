@@ -7,38 +7,20 @@ Heavy libraries (numpy, pandas, rich, matplotlib) are imported inside commands, 
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from cmperf import __version__
+from cmperf.cli_options import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, Phase, SetOpt, app, bounds, frange, parse_ms
 from cmperf.errors import CmperfError
 
-app = typer.Typer(
-    help="cmperf: analytical performance model of LLM inference serving (DeepSeek-R1 on CloudMatrix384 and others).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
 hardware_app = typer.Typer(help="List and inspect hardware description files.", no_args_is_help=True)
 model_app = typer.Typer(help="List and inspect model description files.", no_args_is_help=True)
 app.add_typer(hardware_app, name="hardware")
+deployment_app = typer.Typer(help="List deployment description files.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-    md = "md"
-
-
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-HardwareOpt = Annotated[str, typer.Option("--hardware", help="Hardware name (see `cmperf hardware list`) or path to a .toml file.")]
-ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `cmperf model list`) or path to a .toml file.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a value by dotted key, KEY=VALUE (repeatable); keys as in `show --format json`; units allowed: 96GB, 1.6TB/s, 50us, 32k.")]
+app.add_typer(deployment_app, name="deployment")
 
 
 #: Help placeholders a reader expects, instead of typer's type names (`<int range>`, `<list[str]>`).
@@ -134,16 +116,19 @@ def hardware_list(fmt: FormatOpt = Format.table):
     _list("hardware", fmt)
 
 
+def _show_spec(kind: str, name: str, fmt: Format, sets) -> None:
+    from cmperf.overrides import apply_to_spec, parse_set
+    from cmperf.specs.derived import hardware_derived, model_derived
+    from cmperf.specs.loader import load_hardware, load_model
+
+    spec = apply_to_spec((load_hardware if kind == "hardware" else load_model)(name, where="NAME"), parse_set(sets))
+    _show(spec, (hardware_derived if kind == "hardware" else model_derived)(spec), fmt)
+
+
 @hardware_app.command("show")
 def hardware_show(name: Annotated[str, typer.Argument(help="Hardware name or .toml path.")] = "cloudmatrix384", fmt: FormatOpt = Format.table, sets: SetOpt = None):
     """Show a hardware description with units, sources and derived figures."""
-    from cmperf.overrides import parse_set
-    from cmperf.specs.derived import hardware_derived
-    from cmperf.specs.loader import load_hardware
-
-    hw = load_hardware(name, where="NAME")
-    hw = _apply_to(hw, parse_set(sets))
-    _show(hw, hardware_derived(hw), fmt)
+    _show_spec("hardware", name, fmt, sets)
 
 
 @model_app.command("list")
@@ -155,13 +140,7 @@ def model_list(fmt: FormatOpt = Format.table):
 @model_app.command("show")
 def model_show(name: Annotated[str, typer.Argument(help="Model name or .toml path.")] = "deepseek-r1", fmt: FormatOpt = Format.table, sets: SetOpt = None):
     """Show a model description with sources and derived figures (parameters, KV bytes, FLOPs)."""
-    from cmperf.overrides import parse_set
-    from cmperf.specs.derived import model_derived
-    from cmperf.specs.loader import load_model
-
-    m = load_model(name, where="NAME")
-    m = _apply_to(m, parse_set(sets))
-    _show(m, model_derived(m), fmt)
+    _show_spec("model", name, fmt, sets)
 
 
 @model_app.command("import")
@@ -205,117 +184,78 @@ def model_import(
         print(f"not mapped: {', '.join(imp.unmapped)}")
 
 
-class Phase(str, Enum):
-    decode = "decode"
-    prefill = "prefill"
+@deployment_app.command("list")
+def deployment_list(fmt: FormatOpt = Format.table):
+    """List the deployment descriptions cmperf can find (the paper's and reference deployments)."""
+    from cmperf.report.render import emit
+    from cmperf.specs.deployment_file import load_deployment
+    from cmperf.specs.loader import known_names
 
-
-class Eplb(str, Enum):
-    default = "default"
-    perfect = "perfect"
-
-
-class CachePath(str, Enum):
-    ub = "ub"
-    vpc = "vpc"
-
-
-def _range(lo, hi=None):
-    return {"min": lo, "max": hi}
-
-
-def _frange(lo: float, hi: float):
-    """A real-valued option in [lo, hi]: NaN and infinities are refused with the range named
-    (a plain min/max check lets NaN through to a misleading message)."""
-
-    def parse(text):
-        from cmperf.errors import SpecError
-        from cmperf.inputs import check_number, safe_text
-
-        if isinstance(text, float):  # a default
-            return text
-        try:
-            return check_number(text, "", whole=False, lo=lo, hi=hi, text_ok=True)
-        except SpecError:
-            raise typer.BadParameter(f"expected a finite number in [{lo:g}, {hi:g}], got {safe_text(repr(text))}") from None
-
-    return {"parser": parse, "metavar": "FLOAT"}
+    rows = []
+    for name in known_names("deployment"):
+        f = load_deployment(name)
+        rows.append({"name": name, "phase": f.deployment.phase, "hardware": f.hardware or "", "description": f.description, "path": f.path})
+    emit(rows, fmt.value, title="deployment descriptions")
 
 
 @app.command()
 def estimate(
-    phase: Annotated[Phase, typer.Argument(help="decode or prefill.")],
-    hardware: HardwareOpt = "cloudmatrix384",
-    model: ModelOpt = "deepseek-r1",
-    devices: Annotated[Optional[int], typer.Option(help="NPUs/GPUs in the instance [default: decode 160, prefill 16].", **_range(1, 1_000_000))] = None,
-    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree in ranks, a rank is a die [default: all dies of the instance: decode 320, prefill 32 on the 910C].", **_range(1, 1_000_000))] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Decode: concurrent requests per device [default: 96].", **_range(1, 1_000_000))] = None,
-    input_len: Annotated[Optional[int], typer.Option(help="Prompt tokens per request [default: 4096].", **_range(1, 10_000_000))] = None,
-    output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [default: 256].", **_range(1, 10_000_000))] = None,
-    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [default: input + output/2].", **_frange(1, 10_000_000))] = None,
-    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [default: 16384].", **_range(1, 100_000_000))] = None,
-    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [default: decode: the best of 1-3; prefill: 2].", **_range(1, 8))] = None,
-    attn_cores: Annotated[Optional[int], typer.Option(help="Decode: matrix cores per die for the attention stream when microbatches overlap; the MoE stream gets the rest [default: the best allowed split].", **_range(1, 100_000))] = None,
-    mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [default: 1].", **_range(0, 8))] = None,
-    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [default: 0.7].", **_frange(0.0, 1.0))] = None,
-    eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default (modelled skew) or perfect.")] = Eplb.default,
-    redundant: Annotated[Optional[int], typer.Option(help="Redundant expert copies [default: 32 where the placement allows].", **_range(0, 100_000))] = None,
-    attn_tp: Annotated[int, typer.Option(help="Attention tensor-parallel degree (dies per group).", **_range(1, 1024))] = 1,
-    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [default: 0].", **_frange(0.0, 0.999))] = None,
-    cache_path: Annotated[CachePath, typer.Option(help="Where cached prefix KV is loaded from: ub (CPU-DRAM pool) or vpc.")] = CachePath.ub,
+    phase: Annotated[Optional[Phase], typer.Argument(help="decode or prefill: start from the paper's deployment of that phase [default: the --deployment file's phase].")] = None,
+    deployment: Annotated[Optional[str], typer.Option(help="Deployment name (see `cmperf deployment list`) or .toml path, e.g. one `cmperf plan` wrote; the options below change single fields.")] = None,
+    hardware: Annotated[Optional[str], typer.Option("--hardware", help="Hardware name or .toml path [default: the deployment file's, else cloudmatrix384].")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name or .toml path [default: the deployment file's, else deepseek-r1].")] = None,
+    devices: Annotated[Optional[int], typer.Option(help="NPUs/GPUs in the instance [default: the deployment's].", **bounds(1, 1_000_000))] = None,
+    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree in ranks, a rank is a die [default: the deployment's; with --devices, all dies of the instance].", **bounds(1, 1_000_000))] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Decode: concurrent requests per device [default: the deployment's].", **bounds(1, 1_000_000))] = None,
+    input_len: Annotated[Optional[int], typer.Option(help="Prompt tokens per request [default: the deployment file's workload].", **bounds(1, 10_000_000))] = None,
+    output_len: Annotated[Optional[int], typer.Option(help="Generated tokens per request [default: the deployment file's workload].", **bounds(1, 10_000_000))] = None,
+    kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [default: input + output/2].", **frange(1.0, 10_000_000.0))] = None,
+    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [default: the deployment's].", **bounds(1, 100_000_000))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [default: the deployment's, else the best allowed choice].", **bounds(1, 8))] = None,
+    attention_matrix_cores: Annotated[Optional[int], typer.Option("--attn-cores", "--attention-matrix-cores", help="Decode: matrix cores per die for the attention stream when microbatches overlap; the MoE stream gets the rest [default: the deployment's, else the best allowed split].", **bounds(1, 100_000))] = None,
+    mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [default: the deployment's].", **bounds(0, 8))] = None,
+    mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [default: the workload's].", **frange(0.0, 1.0))] = None,
+    eplb: Annotated[Optional[Eplb], typer.Option(help="Expert load balance: default (modelled skew) or perfect [default: the deployment's].")] = None,
+    redundant: Annotated[Optional[int], typer.Option(help="Redundant expert copies [default: the deployment's; with a new instance, 32 where the placement allows].", **bounds(0, 100_000))] = None,
+    attn_tp: Annotated[Optional[int], typer.Option(help="Attention tensor-parallel degree (dies per group) [default: the deployment's].", **bounds(1, 1024))] = None,
+    prefix_hit: Annotated[Optional[float], typer.Option(help="Prefill: fraction of prompt tokens found in the prefix cache [default: the workload's].", **frange(0.0, 0.999))] = None,
+    cache_path: Annotated[Optional[CachePath], typer.Option(help="Prefill: where cached prefix KV is loaded from: ub (CPU-DRAM pool) or vpc [default: the deployment's].")] = None,
     sets: SetOpt = None,
     fmt: FormatOpt = Format.table,
 ):
     """Evaluate one deployment and explain it operator by operator (default: the paper's)."""
-    from cmperf.estimate import Options
-    from cmperf.estimate import estimate as run
+    from cmperf.errors import SpecError
+    from cmperf.evaluation import deployment_source
+    from cmperf.evaluation import estimate as run
     from cmperf.overrides import parse_set
     from cmperf.report.estimate import print_estimate
 
-    opts = Options(
-        devices=devices, ep=ep, batch=batch, input_len=input_len, output_len=output_len, kv_len=kv_len,
-        tokens_per_device=tokens_per_device, microbatches=microbatches, attn_cores=attn_cores, mtp=mtp, mtp_acceptance=mtp_acceptance,
-        eplb=eplb.value, redundant=redundant, attn_tp=attn_tp, prefix_hit=prefix_hit, cache_path=cache_path.value,
-        sets=parse_set(sets),
-    )
-    print_estimate(run(phase.value, hardware, model, opts), fmt.value)
-
-
-def _parse_ms(text: str, option: str) -> float:
-    from cmperf.errors import SpecError
-    from cmperf.inputs import TPOT_MS_RANGE, TTFT_MS_RANGE, safe_text
-    from cmperf.units import MS
-
-    t = text.strip().lower()
-    scale = 1.0
-    if t.endswith("ms"):
-        t = t[:-2]
-    elif t.endswith("s"):
-        t, scale = t[:-1], 1 / MS
-    try:
-        v = float(t.replace("_", "")) * scale
-    except ValueError:
-        raise SpecError(f"expected a time such as 50, 50ms or 0.05s, got {safe_text(repr(text))}", where=option) from None
-    lo, hi = TTFT_MS_RANGE if option == "--ttft" else TPOT_MS_RANGE
-    if not lo <= v <= hi:
-        raise SpecError(f"expected a time from {lo:g} ms to {hi:g} ms, got {safe_text(repr(text))}", where=option)
-    return v
+    if phase is None and deployment is None:
+        raise SpecError("expected a phase (decode or prefill) or --deployment NAME|PATH", where="PHASE")
+    src = deployment_source(deployment or phase.value)
+    if phase is not None and src.deployment.phase != phase.value:
+        raise SpecError(f"the deployment {src.deployment.name!r} is a {src.deployment.phase} deployment, not {phase.value}", where="--deployment")
+    ev = run(src, hardware, model, sets=parse_set(sets), devices=devices, ep=ep, batch=batch, input_len=input_len, output_len=output_len,
+             kv_len=kv_len, tokens_per_device=tokens_per_device, microbatches=microbatches, attention_matrix_cores=attention_matrix_cores,
+             mtp=mtp, mtp_acceptance=mtp_acceptance, eplb=eplb and eplb.value, redundant=redundant, attn_tp=attn_tp, prefix_hit=prefix_hit,
+             cache_path=cache_path and cache_path.value)
+    print_estimate(ev.result, fmt.value)
 
 
 @app.command()
 def plan(
     tpot: Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [default: 15 and 50].")] = None,
     ttft: Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="TTFT SLO for prefill: 2000 or 2s; the split reports P99 under load [default: 2s, the MLPerf server-scenario limit].")] = None,
-    input_len: Annotated[int, typer.Option(help="Prompt tokens per request.", **_range(1, 10_000_000))] = 4096,
-    output_len: Annotated[int, typer.Option(help="Generated tokens per request.", **_range(1, 10_000_000))] = 256,
-    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **_frange(0.0, 1.0))] = 0.7,
-    devices: Annotated[Optional[int], typer.Option(help="Device budget [default: one system, e.g. 384].", **_range(1, 1_000_000))] = None,
+    input_len: Annotated[int, typer.Option(help="Prompt tokens per request.", **bounds(1, 10_000_000))] = 4096,
+    output_len: Annotated[int, typer.Option(help="Generated tokens per request.", **bounds(1, 10_000_000))] = 256,
+    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **frange(0.0, 1.0))] = 0.7,
+    devices: Annotated[Optional[int], typer.Option(help="Device budget [default: one system, e.g. 384].", **bounds(1, 1_000_000))] = None,
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
     sets: SetOpt = None,
-    top: Annotated[int, typer.Option(help="Deployments shown per SLO.", **_range(1, 100))] = 3,
+    top: Annotated[int, typer.Option(help="Deployments shown per SLO.", **bounds(1, 100))] = 3,
     eplb: Annotated[Eplb, typer.Option(help="Expert load balance: default or perfect.")] = Eplb.default,
-    prefix_hit: Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **_frange(0.0, 0.999))] = 0.0,
+    prefix_hit: Annotated[float, typer.Option(help="Fraction of prompt tokens found in the prefix cache.", **frange(0.0, 0.999))] = 0.0,
     out: Annotated[str, typer.Option("--out", help="Directory that receives the report folder.")] = "reports",
     tag: Annotated[Optional[str], typer.Option(help="Name the report folder plan-TAG [default: UTC timestamp].")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing plan-TAG folder.")] = False,
@@ -331,8 +271,8 @@ def plan(
 
     sets_d = parse_set(sets)
     req = PlanRequest(
-        hardware=hardware, model=model, tpot_ms=tuple(_parse_ms(t, "--tpot") for t in (tpot or ["15", "50"])),
-        ttft_ms=_parse_ms(ttft, "--ttft") if ttft else None, input_len=input_len, output_len=output_len,
+        hardware=hardware, model=model, tpot_ms=tuple(parse_ms(t, "--tpot") for t in (tpot or ["15", "50"])),
+        ttft_ms=parse_ms(ttft, "--ttft") if ttft else None, input_len=input_len, output_len=output_len,
         mtp_acceptance=mtp_acceptance, devices=devices, top=top, eplb=eplb.value, prefix_hit=prefix_hit, sets=sets_d,
     )
     from cmperf.inputs import check_tag
@@ -341,21 +281,6 @@ def plan(
     result = run(req)
     path = None if no_write else write_run_dir(out, "plan", report_files(result), tag, overwrite)
     print_plan(result, fmt.value, str(path) if path else None)
-
-
-def _apply_to(spec, sets):
-    from cmperf.errors import SpecError
-    from cmperf.specs.loader import unknown_key_message
-
-    mine = {k: v for k, v in sets.items() if k in spec.fields}
-    other = [k for k in sets if k not in spec.fields]
-    if other:
-        key = other[0]
-        from cmperf.overrides import refuse_derived
-
-        refuse_derived(key, spec.fields)
-        raise SpecError(f"'{key}' is not a {spec.kind} key; " + unknown_key_message(key, spec.fields), where="--set")
-    return spec.with_values(mine) if mine else spec
 
 
 def main() -> None:
@@ -393,6 +318,6 @@ def main() -> None:
 
 
 # Commands defined in their own modules register themselves on `app` when imported.
-from cmperf import cli_whatif as _cli_whatif  # noqa: E402,F401
 from cmperf import cli_validate as _cli_validate  # noqa: E402,F401
 from cmperf import cli_explore as _cli_explore  # noqa: E402,F401
+from cmperf import cli_whatif as _cli_whatif  # noqa: E402,F401

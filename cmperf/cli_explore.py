@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cmperf.cli import _range, app
+from cmperf.cli_options import app
+from cmperf.cli_options import bounds as _range
 
 
 @app.command()

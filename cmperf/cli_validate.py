@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cmperf.cli import Format, FormatOpt, HardwareOpt, ModelOpt, app
+from cmperf.cli_options import Format, FormatOpt, HardwareOpt, ModelOpt, app
 
 
 def _out(text: str, fmt: Format) -> None:

@@ -11,7 +11,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cmperf.cli import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, _frange, _parse_ms, _range, app
+from cmperf.cli_options import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, SetOpt, app
+from cmperf.cli_options import bounds as _range
+from cmperf.cli_options import frange as _frange
+from cmperf.cli_options import parse_ms as _parse_ms
 
 TpotOpt = Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [default: 15 and 50].")]
 TtftOpt = Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="TTFT SLO for prefill (batch time): 2000 or 2s [default: none].")]
@@ -94,6 +97,7 @@ class _Progress:
 
 @app.command()
 def compare(
+    deployments: Annotated[Optional[list[str]], typer.Option("--deployment", help="Compare two deployments instead of two plans: give it twice, NAME or .toml path (baseline, then variant); the --variant-* options then change the variant's hardware.")] = None,
     variant_sets: Annotated[Optional[list[str]], typer.Option("--variant-set", help="Override for the variant only, KEY=VALUE (repeatable); also workload.* and search.max_mtp.")] = None,
     variant_scale: Annotated[Optional[list[str]], typer.Option("--variant-scale", help="Multiply every numeric key matching a glob for the variant, PATTERN=FACTOR (repeatable), e.g. 'moe_comm.*bandwidth*=0.5'.")] = None,
     variant_hardware: Annotated[Optional[str], typer.Option("--variant-hardware", help="Hardware of the variant (name or .toml path) [default: as --hardware].")] = None,
@@ -121,19 +125,49 @@ def compare(
     from cmperf.errors import SpecError
     from cmperf.report.whatif import compare_files, print_compare
     from cmperf.whatif.compare import compare as run
-    from cmperf.whatif.core import parse_pairs
+    from cmperf.overrides import parse_set
 
+    _check_tag(tag)
+    if deployments:
+        from cmperf.report.deployments import deployment_compare_files, print_deployment_compare
+
+        result = _compare_deployments(deployments, hardware, model, sets, variant_sets, variant_scale, variant_hardware)
+        path = _write(out, "compare", lambda: deployment_compare_files(result), tag, overwrite, no_write)
+        print_deployment_compare(result, fmt.value, str(path) if path else None)
+        return
     if not (variant_sets or variant_scale or variant_hardware or variant_model):
         raise SpecError("expected a variant: --variant-set KEY=VALUE, --variant-scale PATTERN=FACTOR, --variant-hardware NAME or --variant-model NAME", where="--variant-set")
     _check_tag(tag)
     common = dict(tpot=tpot, ttft=ttft, input_len=input_len, output_len=output_len, mtp_acceptance=mtp_acceptance, prefix_hit=prefix_hit,
                   cache_path=cache_path, devices=devices, eplb=eplb)
     base = _base(hardware, model, sets, **common)
-    variant = _base(variant_hardware or hardware, variant_model or model, sets, **common, model_where="--variant-model" if variant_model else "--model", extra_layers=[(parse_pairs(variant_sets, "--variant-set"), "--variant-set")],
+    variant = _base(variant_hardware or hardware, variant_model or model, sets, **common, model_where="--variant-model" if variant_model else "--model", extra_layers=[(parse_set(variant_sets, "--variant-set"), "--variant-set")],
                     scales=[(variant_scale or [], "--variant-scale")], hardware_where="--variant-hardware" if variant_hardware else "--hardware")
     result = run(base, variant, workers)
     path = _write(out, "compare", lambda: compare_files(result), tag, overwrite, no_write)
     print_compare(result, fmt.value, str(path) if path else None)
+
+
+def _compare_deployments(deployments, hardware, model, sets, variant_sets, variant_scale, variant_hardware):
+    """Evaluate two deployments, each with the hardware, model, workload and overrides its file
+    names (or the options); the --variant-* options change the variant's hardware."""
+    from cmperf.errors import SpecError
+    from cmperf.evaluation import deployment_source, estimate
+    from cmperf.overrides import parse_set
+    from cmperf.whatif.compare import compare_deployments
+    from cmperf.whatif.core import scenario
+
+    if len(deployments) != 2:
+        raise SpecError(f"expected two deployments (baseline and variant), got {len(deployments)}", where="--deployment")
+    a, b = (deployment_source(d) for d in deployments)
+    hw = hardware if hardware != "cloudmatrix384" else None  # the option's default: each file names its own
+    base = estimate(a, hw, model, sets=parse_set(sets))
+    extra = parse_set(variant_sets, "--variant-set")
+    sc = scenario(variant_hardware or hw or b.hardware or base.hardware.path, model if model != "deepseek-r1" else b.model or model,
+                  layers=[({**b.overrides, **parse_set(sets)}, "--set"), ({k: v for k, v in extra.items() if not k.startswith("workload.")}, "--variant-set")],
+                  scales=[(variant_scale or [], "--variant-scale")], hardware_where="--variant-hardware" if variant_hardware else "--hardware")
+    variant = estimate(b, sc.hw, sc.model, sets={k: v for k, v in extra.items() if k.startswith("workload.")})
+    return compare_deployments(base, variant)
 
 
 @app.command()
@@ -252,10 +286,10 @@ def capacity(
 def cache(
     hits: Annotated[str, typer.Option("--hits", help="Prefix-cache hit rates: START:STOP:STEPS or a comma list, in [0, 0.999].")] = "0:0.9:10",
     input_len: InputOpt = 4096,
-    devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [default: 16, the paper's].", **_range(1, 1_000_000))] = None,
-    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [default: 32, or the instance's dies].", **_range(1, 1_000_000))] = None,
-    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [default: 16384].", **_range(1, 100_000_000))] = None,
-    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches [default: 2].", **_range(1, 8))] = None,
+    devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [default: the paper's prefill deployment's].", **_range(1, 1_000_000))] = None,
+    ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [default: the paper's, or with --devices the instance's dies].", **_range(1, 1_000_000))] = None,
+    tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [default: the paper's prefill deployment's].", **_range(1, 100_000_000))] = None,
+    microbatches: Annotated[Optional[int], typer.Option(help="Microbatches [default: the paper's].", **_range(1, 8))] = None,
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
     sets: SetOpt = None,

@@ -34,7 +34,7 @@ class WriteError(SpecError):
         import errno
         import os
 
-        from cmperf.inputs import safe_text
+        from cmperf.text import safe_text
 
         code = getattr(exc, "errno", None)
         name = errno.errorcode.get(code or 0, "")

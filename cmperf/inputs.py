@@ -1,7 +1,7 @@
 """Checks every entry point shares: numbers, text, names and file structure.
 
 Hardware and model files, `--set`, the measurement and published CSVs, CLI options and the Python
-entry points (`Options`, `PlanRequest`) all validate through these functions, so a value is
+entry points (`Workload`, `Deployment`, `PlanRequest`) all validate through these functions, so a value is
 refused the same way, with the same bound in the message, wherever it comes from.
 """
 
@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from cmperf.errors import SpecError
+from cmperf.text import _UNSAFE, safe_text  # noqa: F401  (safe_text is used here and re-exported)
 
 #: Whole numbers (counts and shapes) fit a signed 32-bit integer; with every factor below this,
 #: the model's products of a few of them stay exact in float64 and within numpy's int64.
@@ -32,22 +33,7 @@ TTFT_MS_RANGE = (1e-3, 1e12)
 #: common file systems.
 MAX_TAG_CHARS = 100
 
-# C0 controls but tab and newline, DEL, C1 controls, and the Unicode controls that reorder or hide
-# text (bidirectional overrides and isolates, zero-width joiners, the BOM): none belongs in a name,
-# note or cell, and each can rewrite what a terminal or a markdown viewer shows.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _TAG_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]*")
-
-
-def _escape(m: re.Match) -> str:
-    c = m.group(0)
-    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
-
-
-def safe_text(text: Any) -> str:
-    """Text fit for a terminal or a markdown file: control characters become visible escapes."""
-    s = str(text)
-    return _UNSAFE.sub(_escape, s) if _UNSAFE.search(s) else s
 
 
 def check_text(value: Any, where: str, what: str = "a string") -> str:

@@ -18,7 +18,7 @@ from scipy.optimize import brentq, least_squares
 
 from cmperf.comm.collectives import fused_benchmark_time_s
 from cmperf.costs.roofline import matmul_efficiency
-from cmperf.estimate import Options, estimate
+from cmperf.evaluation import estimate
 from cmperf.specs import load_hardware, load_model
 
 TABLE10 = [(7168, 4096, 4096, 0.794), (2048, 7168, 4096, 0.774), (7168, 4096, 8192, 0.827),
@@ -56,7 +56,7 @@ def main():
 
     def batch8_tpot_ms(per_token_s):
         sets = {k: repr(float(v)) for k, v in table7(per_token_s).items()}
-        return float(estimate("decode", opts=Options(batch=8, sets=sets))["tpot_s"]) * 1e3
+        return float(estimate("decode", batch=8, sets=sets).tpot_s) * 1e3
 
     per_token = brentq(lambda x: batch8_tpot_ms(x) - 14.9, 0.0, 0.6e-6, xtol=1e-10)
     print(f"moe_comm.dispatch_startup_per_token_s = combine_startup_per_token_s = {per_token:.3g}")
@@ -64,7 +64,7 @@ def main():
 
     def prefill(duty, skew, eplb):
         sets = {"efficiency.prefill_matrix_duty_frac": str(duty), "routing.request_skew": str(skew)}
-        return float(estimate("prefill", opts=Options(eplb=eplb, sets=sets))["tokens_per_s_per_device"])
+        return float(estimate("prefill", eplb=eplb, sets=sets).tokens_per_s_per_device)
 
     duty = brentq(lambda x: prefill(x, 1.0, "perfect") - 6688, 0.2, 1.0, xtol=1e-5)
     skew = brentq(lambda x: prefill(duty, x, "default") - 5655, 1e-3, 20.0, xtol=1e-4)

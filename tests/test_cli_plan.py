@@ -85,7 +85,7 @@ def test_default_plan_writes_one_folder_with_all_files(default_run):
     out, stdout = default_run
     dirs = plan_dirs(out)
     assert len(dirs) == 1
-    assert {p.name for p in dirs[0].iterdir()} == REPORT_FILES
+    assert {p.name for p in dirs[0].iterdir() if p.suffix != ".toml"} == REPORT_FILES
     for name in REPORT_FILES:
         assert (dirs[0] / name).stat().st_size > 0
     assert hidden(out) == []
@@ -213,7 +213,7 @@ def test_tag_twice_needs_overwrite(tmp_path):
     second = (tmp_path / "plan-x" / "plan.md").read_text(encoding="utf-8")
     assert second != first and "TPOT <= 30 ms" in second
     assert [p.name for p in plan_dirs(tmp_path)] == ["plan-x"]
-    assert {p.name for p in (tmp_path / "plan-x").iterdir()} == REPORT_FILES
+    assert {p.name for p in (tmp_path / "plan-x").iterdir() if p.suffix != ".toml"} == REPORT_FILES
     assert hidden(tmp_path) == []
 
 
@@ -223,7 +223,7 @@ def test_untagged_runs_get_distinct_folders(tmp_path):
     dirs = plan_dirs(tmp_path)
     assert len(dirs) == 2
     for d in dirs:
-        assert {p.name for p in d.iterdir()} == REPORT_FILES
+        assert {p.name for p in d.iterdir() if p.suffix != ".toml"} == REPORT_FILES
 
 
 def test_bad_tag_exits_2():
@@ -265,3 +265,29 @@ def test_estimate_command_reproduces_with_unrounded_workload():
         key = "tpot_ms" if rec["phase"] == "decode" else "ttft_ms"
         assert got[key] == pytest.approx(rec[key], rel=REL), rec["estimate"]
         assert got["tokens_per_s_per_device"] == pytest.approx(rec["tokens_per_s_per_device"], rel=REL)
+
+
+# ---- the deployment files a plan writes reproduce it exactly ---------------------------------------
+
+
+@pytest.mark.parametrize("extra", [(), ("--tpot", "30", "--ttft", "4000", "--input-len", "3000", "--output-len", "700", "--mtp-acceptance", "0.7123456",
+                                        "--prefix-hit", "0.25", "--eplb", "perfect", "--set", "scaleup.link_bandwidth_bytes_per_s=1.5e10")])
+def test_every_planned_deployment_file_reproduces_the_plan_exactly(tmp_path, extra):
+    recs = json.loads(ok("plan", "--out", str(tmp_path), "--tag", "rt", "--format", "json", *extra))["records"]
+    folder = tmp_path / "plan-rt"
+    written = {p.name for p in folder.glob("deployment-*.toml")}
+    assert {r["deployment_file"] for r in recs} <= written
+    assert len(recs) >= 3
+    for rec in recs:
+        got = json.loads(ok("estimate", "--deployment", str(folder / rec["deployment_file"]), "--format", "json"))
+        key = "tpot_ms" if rec["phase"] == "decode" else "ttft_ms"
+        assert got["phase"] == rec["phase"]
+        assert got[key] == rec[key], rec["deployment_file"]
+        assert got["tokens_per_s_per_device"] == rec["tokens_per_s_per_device"], rec["deployment_file"]
+        for k in ("devices", "ep", "redundant", "attn_tp", "microbatches", "mtp", "batch", "tokens_per_device"):
+            if rec[k] is not None and k in got:
+                assert got[k] == rec[k], (k, rec["deployment_file"])
+        if rec["phase"] == "decode":
+            assert not got["pipeline_chosen"], rec["deployment_file"]  # the file gives the microbatches and the core split
+            if rec["microbatches"] >= 2 and rec["attn_cores"]:
+                assert got["attn_cores"] == rec["attn_cores"], rec["deployment_file"]

@@ -9,8 +9,13 @@ import pytest
 
 from cmperf.comm.collectives import bulk_comm_time_s
 from cmperf.costs.moe import busiest_link_messages
-from cmperf.estimate import Options, estimate
+from cmperf.evaluation import estimate as _estimate
 from cmperf.specs.loader import load_hardware
+
+
+def estimate(phase, hardware=None, model=None, opts=None):
+    """The result arrays of `cmperf.evaluation.estimate` for a phase, with fields given as a dict."""
+    return _estimate(phase, hardware, model, **(opts or {})).result
 
 
 @pytest.mark.parametrize("args, where", [
@@ -42,7 +47,7 @@ def test_busiest_receiver_can_bind_the_all_to_all():
 
 def test_cached_prefix_is_up_projected_but_not_recomputed():
     base = estimate("prefill")
-    hit = estimate("prefill", opts=Options(prefix_hit=0.5))
+    hit = estimate("prefill", opts=dict(prefix_hit=0.5))
     kvb = lambda r: next(o for o in r["ops"] if o.name.startswith("kv_b") and o.scope == "MoE layers")
     # Same new tokens' worth of other work halves; kv_b still covers every prompt token.
     assert float(kvb(hit).flops) == pytest.approx(float(kvb(base).flops), rel=1e-9)

@@ -31,18 +31,20 @@ STREAMS = ("attention", "moe")
 MICROBATCH_CHOICES = (1, 2, 3)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DecodeInputs:
-    """One deployment, or many: every field may be a numpy array; all broadcast together."""
+    """One deployment, or many: every field may be a numpy array; all broadcast together.
 
-    devices: object = 160
-    ep: object = 320
-    batch: object = 96  # concurrent requests per device
-    kv_len: object = 4096 + 256 / 2  # mean context per request: the paper's input + output / 2
-    microbatches: object = 2
-    mtp: object = 1
-    mtp_acceptance: object = 0.7
-    redundant: object = 32
+    Built from a `Workload` and a `Deployment` by `cmperf.evaluation.model_inputs`."""
+
+    devices: object
+    ep: object
+    batch: object  # concurrent requests per device
+    kv_len: object  # mean context per request
+    microbatches: object
+    mtp: object
+    mtp_acceptance: object
+    redundant: object
     attn_tp: object = 1
     attn_cores: object = 0  # matrix cores of the attention stream (n >= 2); 0: the hardware file's split
     eplb_perfect: object = False

@@ -30,16 +30,18 @@ from cmperf.units import DTYPE_BYTES
 STREAMS = ("compute", "comm")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PrefillInputs:
-    devices: object = 16
-    ep: object = 32
-    tokens_per_device: object = 16384
-    input_len: object = 4096
-    microbatches: object = 2
-    redundant: object = 32
+    """Built from a `Workload` and a `Deployment` by `cmperf.evaluation.model_inputs`."""
+
+    devices: object
+    ep: object
+    tokens_per_device: object
+    input_len: object
+    microbatches: object
+    redundant: object
     attn_tp: object = 1
-    mtp: object = 1  # an MTP module runs in prefill too, to fill its own KV cache
+    mtp: object  # an MTP module runs in prefill too, to fill its own KV cache
     prefix_hit: object = 0.0
     cache_path: str = "ub"
     eplb_perfect: object = False

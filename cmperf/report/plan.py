@@ -7,9 +7,11 @@ from cmperf.inputs import safe_text
 from cmperf.report.explain import assumptions
 from cmperf.solve.queueing import FORMULA
 from cmperf.report.render import fmt_number, make_console, print_table, to_csv, to_json, to_markdown
+from cmperf.specs.deployment_file import deployment_toml
 
 RECORD_KEYS = ("phase", "slo_tpot_ms", "slo_ttft_ms", "rank", "tpot_ms", "ttft_ms", "tokens_per_s_per_device", "devices", "ep", "dp",
-               "attn_tp", "redundant", "batch", "tokens_per_device", "microbatches", "attn_cores", "mtp", "binding", "hbm_used_gb_per_die", "vs_paper", "estimate")
+               "attn_tp", "redundant", "batch", "tokens_per_device", "microbatches", "attn_cores", "mtp", "binding", "hbm_used_gb_per_die", "vs_paper",
+               "estimate", "deployment_file")
 
 
 #: Columns a narrow terminal leaves out of the deployment tables, least telling first (all stay in the CSV).
@@ -120,10 +122,10 @@ def _question(result) -> list[str]:
 def _paper_line(result, slo) -> str | None:
     for p in result.paper:
         if p["phase"] == "decode" and p["slo_tpot_ms"] == slo:
-            return (f"the paper's deployment (160 devices, EP320, MTP 1) at this SLO: {p['microbatches']} microbatch(es), batch {p['batch']}, "
+            return (f"the paper's deployment ({p['devices']} devices, EP{p['ep']}, MTP {p['mtp']}) at this SLO: {p['microbatches']} microbatch(es), batch {p['batch']}, "
                     f"TPOT {p['tpot_ms']:.2f} ms, {p['tokens_per_s_per_device']:,.0f} tokens/s per device")
         if p["phase"] == "prefill" and slo is None:
-            return (f"the paper's deployment (16 devices, EP32, 2 microbatches): {p['tokens_per_device']} tokens/device, "
+            return (f"the paper's deployment ({p['devices']} devices, EP{p['ep']}, {p['microbatches']} microbatches): {p['tokens_per_device']} tokens/device, "
                     f"TTFT {p['ttft_ms']:.0f} ms, {p['tokens_per_s_per_device']:,.0f} tokens/s per device")
     return None
 
@@ -223,6 +225,20 @@ def frontier_plot(result) -> dict:
     return line_plot(series, "TPOT (ms)", "decode tokens/s per device", title, xunit="ms", markers=markers, vlines=vlines)
 
 
+def deployment_file(rec: dict, result) -> str:
+    """A record's deployment as a deployment file: `cmperf estimate --deployment FILE` reproduces it."""
+    q = result.request
+    slo = f"TPOT <= {rec['slo_tpot_ms']:g} ms" if rec["phase"] == "decode" else (
+        f"TTFT <= {q.ttft_ms:g} ms" if q.ttft_ms is not None else "TTFT unconstrained")
+    what = f"rank {rec['rank']}" if rec["rank"] else "the paper's structure"
+    return deployment_toml(
+        rec["deployment_obj"], name=rec["deployment_file"].removesuffix(".toml"),
+        description=f"{rec['phase']} deployment planned by cmperf {__version__} ({what} at {slo}): {rec['deployment']}",
+        source=("plan", f"cmperf {__version__} plan", "https://github.com/cmperf/cmperf"), kind="derived",
+        note=f"searched by cmperf plan: {what} at {slo}", workload=rec["workload"], workload_note="the workload the plan was asked to serve", hardware=q.hardware, model=q.model, overrides=q.sets,
+    )
+
+
 def report_files(result) -> dict[str, str]:
     sizing = [{k: v for k, v in s.items() if k not in ("prefill", "decode")} | {f"prefill_{k}": v for k, v in s["prefill"].items()}
               | {f"decode_{k}": v for k, v in s["decode"].items()} for s in result.sizing]
@@ -234,4 +250,5 @@ def report_files(result) -> dict[str, str]:
         "frontier.png": plot["png"],
         "frontier.svg": plot["svg"],
         "sizing.csv": to_csv(sizing),
+        **{r["deployment_file"]: deployment_file(r, result) for r in result.records + result.paper},
     }

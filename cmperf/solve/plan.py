@@ -8,17 +8,27 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cmperf.errors import InfeasibleError, SpecError
-from cmperf.estimate import Options, estimate
-from cmperf.compose.binding import binding as stream_binding
-from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, limit_reason, params_at, pareto_front, ranked
+from cmperf.frames import Frame
+from cmperf.evaluation import DEFAULT_DEPLOYMENTS, estimate
+from cmperf.overrides import load_specs
 from cmperf.solve.queueing import DEFAULT_MAX_UTILISATION, DEFAULT_TTFT_MS, load_report
+from cmperf.solve.records import explain, record
+from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, params_at, pareto_front, ranked
 from cmperf.solve.sizing import best_split, split_economics
 from cmperf.solve.stream import decode_search, prefill_search
+from cmperf.specs.deployment import Workload
+from cmperf.specs.deployment_file import load_deployment
 from cmperf.specs.loader import Spec
 
-#: The paper's deployments (cm384 section 3), to say what a plan does differently.
-PAPER_DECODE = {"devices": 160, "ep": 320, "redundant": 32, "attn_tp": 1, "microbatches": 2, "mtp": 1}
-PAPER_PREFILL = {"devices": 16, "ep": 32, "redundant": 32, "attn_tp": 1, "microbatches": 2, "tokens_per_device": 16384}
+#: What a plan compares with the paper's deployment (files in deployments/), per phase.
+PAPER_FIELDS = {"decode": ("devices", "ep", "redundant", "attn_tp", "microbatches", "mtp"),
+                "prefill": ("devices", "ep", "redundant", "attn_tp", "microbatches", "tokens_per_device")}
+
+
+def paper_deployment(phase: str) -> dict:
+    """The paper's deployment of a phase, as the fields a plan compares."""
+    d = estimate(load_deployment(DEFAULT_DEPLOYMENTS[phase])).deployment  # what it leaves open, as estimate takes it
+    return {k: getattr(d, k) for k in PAPER_FIELDS[phase]}
 
 
 @dataclass
@@ -36,6 +46,11 @@ class PlanRequest:
     prefix_hit: float = 0.0
     sets: dict = field(default_factory=dict)
     max_utilisation: float = DEFAULT_MAX_UTILISATION
+
+    @property
+    def workload(self) -> Workload:
+        return Workload(input_len=self.input_len, output_len=self.output_len, mtp_acceptance=self.mtp_acceptance,
+                        prefix_hit=self.prefix_hit, tpot_ms=self.tpot_ms, ttft_ms=self.ttft_ms)
 
     def checked(self) -> "PlanRequest":
         """A copy with every field validated as the CLI validates its options (SpecError otherwise)."""
@@ -61,7 +76,7 @@ PLAN_BOUNDS = {
 
 
 @dataclass
-class PlanResult:
+class PlanResult(Frame):
     request: PlanRequest
     hw: Spec
     model: Spec
@@ -74,31 +89,19 @@ class PlanResult:
     paper: list  # the paper's deployment at each SLO, for comparison (CloudMatrix384 only)
     ttft_default: bool = False  # the TTFT SLO is the default one, not the user's
 
+    def to_records(self) -> list[dict]:
+        """One flat record per reported deployment (phase, SLO, rank, latency, throughput, choices, what binds)."""
+        return [{k: v for k, v in r.items() if k not in ("deployment_obj", "workload")} for r in self.records]
+
+    def deployments(self) -> list:
+        """The reported deployments as `Deployment`s, in record order."""
+        return [r["deployment_obj"] for r in self.records]
+
 
 def _record(grid: Grid, flat: int, phase: str, slo_tpot, slo_ttft, rank: int, dies_pkg: int, slo_s) -> dict:
-    p = params_at(grid, flat)
-    r = {"phase": phase, "slo_tpot_ms": slo_tpot, "slo_ttft_ms": slo_ttft, "rank": rank}
-    if phase == "decode":
-        r["tpot_ms"] = float(grid.latency_s.reshape(-1)[flat]) * 1e3
-        r["ttft_ms"] = None
-    else:
-        r["tpot_ms"] = None
-        r["ttft_ms"] = float(grid.latency_s.reshape(-1)[flat]) * 1e3
-    r["tokens_per_s_per_device"] = float(grid.metric.reshape(-1)[flat])
-    r.update({"devices": p["devices"], "ep": p["ep"], "dp": p["devices"] * dies_pkg // p["attn_tp"], "attn_tp": p["attn_tp"],
-              "redundant": p["redundant"], "batch": p.get("batch"), "tokens_per_device": p.get("tokens_per_device"),
-              "microbatches": p["microbatches"], "attn_cores": p.get("attn_cores"), "mtp": p.get("mtp", 0)})
-    r["limit"] = limit_reason(grid, flat, slo_s)
+    r = record(grid, flat, slo_tpot if grid.phase == "decode" else slo_ttft, dies_pkg)
+    r.update({"slo_tpot_ms": slo_tpot, "slo_ttft_ms": slo_ttft, "rank": rank})
     return r
-
-
-def _estimate_options(rec: dict, req: PlanRequest) -> Options:
-    decode = rec["phase"] == "decode"
-    return Options(devices=rec["devices"], ep=rec["ep"], batch=rec["batch"], input_len=req.input_len, output_len=req.output_len,
-                   tokens_per_device=rec["tokens_per_device"], microbatches=rec["microbatches"], mtp=rec["mtp"],
-                   attn_cores=rec.get("attn_cores") or None,
-                   mtp_acceptance=req.mtp_acceptance if decode else None, eplb=req.eplb, redundant=rec["redundant"],
-                   attn_tp=rec["attn_tp"], prefix_hit=None if decode else req.prefix_hit, sets=req.sets)
 
 
 def estimate_command(rec: dict, req: PlanRequest) -> str:
@@ -118,18 +121,14 @@ def estimate_command(rec: dict, req: PlanRequest) -> str:
     return " ".join(parts)
 
 
-def _explain(rec: dict, req: PlanRequest) -> None:
-    """Re-evaluate with `estimate` (the same code path a user runs) and attach what binds."""
-    res = estimate(rec["phase"], req.hardware, req.model, _estimate_options(rec, req))
-    key = "tpot_s" if rec["phase"] == "decode" else "ttft_s"
-    got = float(np.asarray(res[key]).reshape(-1)[0]) * 1e3
-    want = rec["tpot_ms"] if rec["phase"] == "decode" else rec["ttft_ms"]
-    if not np.isclose(got, want, rtol=1e-9):
-        raise AssertionError(f"plan and estimate disagree: {got} vs {want} ms for {rec}")
-    rec["step_bound"] = stream_binding(res)
-    rec["binding"] = f"{rec['limit']}; step bound by {rec['step_bound']}"
-    rec["hbm_used_gb_per_die"] = float(np.asarray(res["hbm_used_bytes_per_die"]).reshape(-1)[0]) / 1e9
+def _explain(rec: dict, req: PlanRequest, hw: Spec, model: Spec, grid: Grid) -> None:
+    """Evaluate the deployment alone (what `cmperf estimate` runs) and attach what binds."""
+    explain(rec, hw, model, grid, req.workload)
+    rec["tpot_ms" if rec["phase"] == "decode" else "ttft_ms"] = rec["latency_ms"]
+    rec["tpot_ms" if rec["phase"] == "prefill" else "ttft_ms"] = None
     rec["estimate"] = estimate_command(rec, req)
+    slo = f"-tpot{rec['slo_tpot_ms']:g}ms" if rec["phase"] == "decode" else ""
+    rec["deployment_file"] = f"deployment-{rec['phase']}{slo}-{rec['rank'] or 'paper'}.toml"
 
 
 def _differs(rec: dict, paper: dict) -> str:
@@ -173,15 +172,12 @@ def _paper_point(grid: Grid, slo_s, ref: dict):
 
 
 def plan(req: PlanRequest) -> PlanResult:
-    from cmperf.estimate import load_specs
-
     if not isinstance(req, PlanRequest):
         raise SpecError(f"expected a PlanRequest, got {type(req).__name__}", where="request")
     req = req.checked()
     hw, model, workload = load_specs(req.hardware, req.model, req.sets)
     # `--set workload.KEY=VALUE` takes precedence over the matching plan option.
-    wl = {k.split(".", 1)[1]: v for k, v in workload.items()}
-    req = replace(req, **{k: v for k, v in wl.items() if k in ("input_len", "output_len", "mtp_acceptance", "prefix_hit")})
+    req = replace(req, **workload)
     dies_pkg = hw["package.dies"]
     system = hw["system.nodes"] * hw["node.packages"]
     budget = req.devices or system
@@ -196,9 +192,10 @@ def plan(req: PlanRequest) -> PlanResult:
     if ttft_default:
         req = replace(req, ttft_ms=DEFAULT_TTFT_MS)
     ttft_s = req.ttft_ms * 1e-3
+    paper_decode, paper_prefill = paper_deployment("decode"), paper_deployment("prefill")
     dg = decode_search(hw, model, budget, req.input_len, req.output_len, req.mtp_acceptance, perfect,
-                       slos=[t * 1e-3 for t in req.tpot_ms], top=req.top, keep=[PAPER_DECODE])
-    pg = prefill_search(hw, model, budget, req.input_len, perfect, req.prefix_hit, slos=[ttft_s], top=req.top, keep=[PAPER_PREFILL])
+                       slos=[t * 1e-3 for t in req.tpot_ms], top=req.top, keep=[paper_decode])
+    pg = prefill_search(hw, model, budget, req.input_len, perfect, req.prefix_hit, slos=[ttft_s], top=req.top, keep=[paper_prefill])
 
     for grid, phase in ((dg, "decode"), (pg, "prefill")):
         if grid.size == 0:
@@ -218,24 +215,24 @@ def plan(req: PlanRequest) -> PlanResult:
     records, paper = [], []
     # The paper's deployment is a reference only where it can be built: 160 packages holding 320
     # expert ranks exist on a two-die package (the 910C), not on one-die GPUs.
-    paper_applies = _has_structure(dg, PAPER_DECODE)
+    paper_applies = _has_structure(dg, paper_decode)
     for t in req.tpot_ms:
         for rank, flat in enumerate(ranked(dg, t * 1e-3, req.top), start=1):
             rec = _record(dg, flat, "decode", t, req.ttft_ms, rank, dies_pkg, t * 1e-3)
-            rec["vs_paper"] = _differs(rec, PAPER_DECODE) if paper_applies else None
+            rec["vs_paper"] = _differs(rec, paper_decode) if paper_applies else None
             records.append(rec)
-        pp = _paper_point(dg, t * 1e-3, PAPER_DECODE) if paper_applies else None
+        pp = _paper_point(dg, t * 1e-3, paper_decode) if paper_applies else None
         if pp:
             paper.append(_record(dg, pp[1], "decode", t, req.ttft_ms, 0, dies_pkg, t * 1e-3))
     for rank, flat in enumerate(ranked(pg, ttft_s, req.top), start=1):
         rec = _record(pg, flat, "prefill", None, req.ttft_ms, rank, dies_pkg, ttft_s)
-        rec["vs_paper"] = _differs(rec, PAPER_PREFILL) if paper_applies else None
+        rec["vs_paper"] = _differs(rec, paper_prefill) if paper_applies else None
         records.append(rec)
-    pp = _paper_point(pg, ttft_s, PAPER_PREFILL) if paper_applies else None
+    pp = _paper_point(pg, ttft_s, paper_prefill) if paper_applies else None
     if pp:
         paper.append(_record(pg, pp[1], "prefill", None, req.ttft_ms, 0, dies_pkg, ttft_s))
     for rec in records + paper:
-        _explain(rec, req)
+        _explain(rec, req, hw, model, dg if rec["phase"] == "decode" else pg)
 
     sizing = []
     p_opts = best_by_devices(pg, ttft_s)

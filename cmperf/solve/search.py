@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cmperf.compose.decode import DecodeInputs, evaluate_decode, pipelines
-from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+from cmperf.compose.decode import pipelines
+from cmperf.evaluation import evaluate
 from cmperf.solve.space import (
     ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, axis, batch_grid, check_dense, structures,
 )
+from cmperf.specs.deployment import Deployment, Workload
 from cmperf.specs.loader import Spec
 
 DECODE_AXES = ("structure", "attn_tp", "microbatches", "mtp", "batch")
@@ -34,6 +35,8 @@ class Grid:
     fits: np.ndarray
     fixed: dict | None = None  # parameters held constant over the grid
     searched: int | None = None  # candidates searched, where the grid keeps only some structures (a streamed search)
+    workload: Workload | None = None  # what every point serves
+    choices: dict | None = None  # deployment choices common to every point (EPLB, cache path)
 
     @property
     def size(self) -> int:
@@ -55,22 +58,23 @@ def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: 
     n_mb, n_cores = (np.array(x, float) for x in zip(*pipes))
     nd = len(DECODE_AXES)
     check_dense(len(st) * len(tp) * len(pipes) * len(mtp) * len(b))
-    kv_len = input_len + output_len / 2.0
-    inp = DecodeInputs(
-        devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
-        attn_tp=axis(tp, 1, nd), microbatches=axis(n_mb, 2, nd), attn_cores=axis(n_cores, 2, nd), mtp=axis(mtp, 3, nd),
-        batch=axis(b, 4, nd), kv_len=kv_len, mtp_acceptance=acceptance, eplb_perfect=eplb_perfect,
-        extra={"max_context": input_len + output_len},
+    workload = Workload(input_len=input_len, output_len=output_len, mtp_acceptance=acceptance)
+    choices = {"eplb": "perfect" if eplb_perfect else "default"}
+    dep = Deployment(
+        "decode", devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
+        attn_tp=axis(tp, 1, nd), microbatches=axis(n_mb, 2, nd), attention_matrix_cores=axis(n_cores, 2, nd), mtp=axis(mtp, 3, nd),
+        batch=axis(b, 4, nd), **choices,
     )
-    res = evaluate_decode(hw, model, inp)
+    ev = evaluate(hw, model, workload, dep)
     shape = (len(st), len(tp), len(pipes), len(mtp), len(b))
-    fits = _full(res["fits"], shape, bool)
-    ok = _full(res["valid"], shape, bool) & fits
+    fits = _full(ev.fits, shape, bool)
+    ok = _full(ev.valid, shape, bool) & fits
     # The microbatch axis runs over (microbatches, attention cores) pairs: the split matters only
     # when microbatches overlap, so it is not an axis of its own.
     return Grid("decode", {"structure": st, "attn_tp": np.array(tp, float), "microbatches": n_mb, "attn_cores": n_cores,
                            "mtp": np.array(mtp, float), "batch": b},
-                res, shape, _full(res["tokens_per_s_per_device"], shape), _full(res["tpot_s"], shape), ok, fits)
+                ev.result, shape, _full(ev.tokens_per_s_per_device, shape), _full(ev.latency_s, shape), ok, fits,
+                workload=workload, choices=choices)
 
 
 def prefill_grid(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,
@@ -82,18 +86,20 @@ def prefill_grid(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfec
     nd = len(PREFILL_AXES)
     mtp = 1 if model["mtp.num_nextn_predict_layers"] > 0 else 0
     check_dense(len(st) * len(tp) * len(MICROBATCH_CHOICES) * len(toks))
-    inp = PrefillInputs(
-        devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
-        attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), tokens_per_device=axis(toks, 3, nd),
-        input_len=input_len, mtp=mtp, prefix_hit=prefix_hit, cache_path=cache_path, eplb_perfect=eplb_perfect,
+    workload = Workload(input_len=input_len, prefix_hit=prefix_hit)
+    choices = {"eplb": "perfect" if eplb_perfect else "default", "cache_path": cache_path}
+    dep = Deployment(
+        "prefill", devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
+        attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), tokens_per_device=axis(toks, 3, nd), mtp=mtp, **choices,
     )
-    res = evaluate_prefill(hw, model, inp)
+    ev = evaluate(hw, model, workload, dep)
     shape = (len(st), len(tp), len(MICROBATCH_CHOICES), len(toks))
-    fits = _full(res["fits"], shape, bool)
-    ok = _full(res["valid"], shape, bool) & fits
+    fits = _full(ev.fits, shape, bool)
+    ok = _full(ev.valid, shape, bool) & fits
     return Grid("prefill", {"structure": st, "attn_tp": np.array(tp, float), "microbatches": np.array(MICROBATCH_CHOICES, float),
                             "tokens_per_device": np.array(toks, float)},
-                res, shape, _full(res["tokens_per_s_per_device"], shape), _full(res["ttft_s"], shape), ok, fits, {"mtp": mtp})
+                ev.result, shape, _full(ev.tokens_per_s_per_device, shape), _full(ev.latency_s, shape), ok, fits, {"mtp": mtp},
+                workload=workload, choices=choices)
 
 
 def params_at(grid: Grid, flat_index: int) -> dict:
@@ -108,6 +114,14 @@ def params_at(grid: Grid, flat_index: int) -> dict:
     if "attn_cores" in grid.axes:
         out["attn_cores"] = int(grid.axes["attn_cores"][idx[names.index("microbatches")]])
     return out
+
+
+def deployment_at(grid: Grid, flat_index: int) -> Deployment:
+    """The deployment of one grid point, as a `Deployment` a user can save and evaluate alone."""
+    p = params_at(grid, flat_index)
+    if "attn_cores" in p:
+        p["attention_matrix_cores"] = p.pop("attn_cores")
+    return Deployment(grid.phase, **p, **(grid.choices or {}))
 
 
 def best_per_deployment(grid: Grid, slo_s: float | None) -> tuple[np.ndarray, np.ndarray]:

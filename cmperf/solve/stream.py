@@ -89,12 +89,12 @@ def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(),
         grid = build(st.take(slice(lo, lo + n)))
         searched += int(np.prod(grid.shape))
         parts.append(_kept(grid, _answering(grid, slos, top, keep, frontier)))
-        phase, axes, inner, fixed = grid.phase, grid.axes, grid.shape[1:], grid.fixed
+        phase, axes, inner, fixed, workload, choices = grid.phase, grid.axes, grid.shape[1:], grid.fixed, grid.workload, grid.choices
         del grid  # before the next chunk is built
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "structure"}
     kept = Structures(*(np.concatenate([getattr(p["structure"], f) for p in parts]) for f in ("devices", "ep", "redundant")))
     return Grid(phase, {**axes, "structure": kept}, {"valid": cat["valid"], "hbm_used_bytes_per_die": cat["hbm_used_bytes_per_die"]},
-                (len(kept),) + inner, cat["metric"], cat["latency_s"], cat["ok"], cat["fits"], fixed, searched)
+                (len(kept),) + inner, cat["metric"], cat["latency_s"], cat["ok"], cat["fits"], fixed, searched, workload=workload, choices=choices)
 
 
 def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float, eplb_perfect: bool = False,

@@ -5,11 +5,23 @@ These are read-only: `show` prints them under `derived.*`, and `--set` refuses t
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import numpy as np
 
 from cmperf.errors import SpecError
-from cmperf.specs.loader import Spec
 from cmperf.units import DTYPE_BYTES
+
+
+class Spec(Protocol):
+    """A hardware or model description as these functions read it (`cmperf.specs.loader.Spec`, or
+    the values the loader checks through these functions, so this module does not import it)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def has(self, key: str) -> bool: ...
 
 
 def matrix_peak_flops_per_s(hw: Spec, dtype: str) -> float:

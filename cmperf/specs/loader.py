@@ -16,7 +16,8 @@ from typing import Any, Mapping
 import cmperf
 from cmperf.errors import SpecError
 from cmperf.inputs import MAX_DERIVED_COUNT, MAX_INT, MAX_MAGNITUDE, MAX_TOML_NESTING, MIN_MAGNITUDE, check_text, parse_finite, safe_text, toml_nesting  # noqa: F401 (parse_finite: re-exported)
-from cmperf.specs.schema import ATTENTION_KEYS, ATTENTION_OPTIONAL, DTYPES, HARDWARE_FIELDS, KIND_SPECIFIC, KINDS, MODEL_FIELDS, MOE_KEYS, Field
+from cmperf.specs.model_kinds import cross_check_model_kinds
+from cmperf.specs.schema import DTYPES, HARDWARE_FIELDS, KINDS, MODEL_FIELDS, Field
 
 _ENTRY_KEYS = {"value", "source", "kind", "note"}
 #: Tables of efficiency and calibration factors: their values must say how they were obtained.
@@ -162,10 +163,10 @@ def check_derived(kind: str, values: Mapping[str, Any], where: str, changed: tup
     """Every figure derived from the values (parameter counts, bytes, FLOPs, dies) is finite and
     within the range its arithmetic holds: counts at most MAX_DERIVED_COUNT (exact in float64),
     other quantities finite. Python integers make the check itself exact."""
-    from cmperf.specs import derived
+    from cmperf.specs.derived import hardware_derived, model_derived
 
     try:
-        figures = (derived.hardware_derived if kind == "hardware" else derived.model_derived)(_Values(values))
+        figures = (hardware_derived if kind == "hardware" else model_derived)(_Values(values))
     except KeyError:  # a required key is missing: reported by the caller's own check
         return
     for key, v in figures.items():
@@ -200,7 +201,7 @@ def cross_check(kind: str, values: Mapping[str, Any], where: str, changed: tuple
         if values.get("overlap.prefill_comm_matrix_cores", 0) >= values.get("die.matrix_cores", 1):
             raise SpecError("overlap.prefill_comm_matrix_cores must leave at least one matrix core for compute", where=where)
     else:
-        _cross_check_model_kinds(values, where)
+        cross_check_model_kinds(values, where)
         if values.get("moe.topk_group", 0) > values.get("moe.n_group", 0):
             raise SpecError("moe.topk_group exceeds moe.n_group", where=where)
         if values.get("moe.n_routed_experts", 0) % max(values.get("moe.n_group", 1), 1):
@@ -214,42 +215,8 @@ def cross_check(kind: str, values: Mapping[str, Any], where: str, changed: tuple
     check_derived(kind, values, where, changed)
 
 
-def _cross_check_model_kinds(values: Mapping[str, Any], where: str) -> None:
-    """The attention kind's own keys, and a [moe] table given whole or not at all (dense model)."""
-    kind = values.get("attention.kind")
-    if kind is None:
-        return  # reported as a missing key
-    if kind not in ATTENTION_KEYS:
-        raise SpecError(f"attention.kind: expected one of {', '.join(ATTENTION_KEYS)}, got {kind!r}", where=where)
-    allowed = ATTENTION_KEYS[kind] + ATTENTION_OPTIONAL[kind]
-    missing = [k for k in ATTENTION_KEYS[kind] if k not in values]
-    if missing:
-        raise SpecError(f"attention.kind = {kind!r} needs key(s): {', '.join(missing)}", where=where)
-    foreign = [k for k in KIND_SPECIFIC if k in values and k not in allowed]
-    if foreign:
-        raise SpecError(f"key(s) {', '.join(foreign)} do not apply to attention.kind = {kind!r}; "
-                        f"expected only {', '.join(allowed)} beside the common keys", where=where)
-    for flag in ("attention.qk_norm", "attention.qkv_bias"):
-        if values.get(flag, 0) not in (0, 1):
-            raise SpecError(f"{flag}: expected 0 or 1, got {values[flag]}", where=where)
-    if kind == "gqa":
-        h, kv, hd = values.get("attention.num_attention_heads", 1), values["attention.num_key_value_heads"], values["attention.head_dim"]
-        if h % kv:
-            raise SpecError(f"attention.num_key_value_heads = {kv} must divide attention.num_attention_heads = {h}", where=where)
-        if values.get("attention.rotary_dim", 0) > hd:
-            raise SpecError(f"attention.rotary_dim exceeds attention.head_dim = {hd}", where=where)
-    given = [k for k in MOE_KEYS if k in values]
-    if given and len(given) < len(MOE_KEYS):
-        absent = [k for k in MOE_KEYS if k not in values]
-        raise SpecError(f"a model with routed experts needs every MoE key; missing {', '.join(absent)} "
-                        "(leave out all of them for a dense model)", where=where)
-    if not given and values.get("arch.first_k_dense_replace") != values.get("arch.num_hidden_layers"):
-        raise SpecError("a dense model (no [moe] table) has a dense FFN in every layer: expected "
-                        "arch.first_k_dense_replace = arch.num_hidden_layers", where=where)
-
-
-def parse_spec(path: Path, kind: str) -> Spec:
-    """Parse and validate one file. `kind` is "hardware" or "model"."""
+def read_toml(path: Path) -> dict:
+    """The TOML document in a file; a syntax or read error is a SpecError naming the file."""
     where = safe_text(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is allowed
@@ -260,11 +227,43 @@ def parse_spec(path: Path, kind: str) -> Spec:
         raise SpecError(f"arrays or tables nested {depth} deep; expected at most {MAX_TOML_NESTING} "
                         "(a description needs two: a table of { value = ..., source = ... } entries)", where=where)
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"TOML syntax error: {safe_text(exc)}", where=where) from None
     except RecursionError:
         raise SpecError(f"arrays or tables nested too deeply; expected at most {MAX_TOML_NESTING} levels", where=where) from None
+
+
+def check_entry(entry: Any, sources: Mapping, where: str, must_say_kind: str | None = "this") -> Provenance:
+    """A value table `{ value = ..., source = "...", kind = "...", note = "..." }`: its provenance,
+    or a SpecError naming `where` (the file and key). `must_say_kind` names the table whose values
+    must give their kind (None: the kind may be left out). The value itself is checked by the caller."""
+    if not isinstance(entry, dict) or "value" not in entry:
+        raise SpecError('expected { value = ..., source = "..." }', where=where)
+    extra = set(entry) - _ENTRY_KEYS
+    if extra:
+        raise SpecError(f"unexpected field(s) {', '.join(sorted(extra))}; expected value, source, kind, note", where=where)
+    src = entry.get("source")
+    if not isinstance(src, str):
+        raise SpecError("missing 'source': every value cites an entry of [sources]", where=where)
+    if src not in sources:
+        raise SpecError(f"source '{src}' is not in [sources] (known: {', '.join(sorted(sources))})", where=where)
+    if "kind" not in entry and must_say_kind:
+        raise SpecError(f"missing 'kind': a {must_say_kind}.* value must say how it was obtained ({', '.join(KINDS)})", where=where)
+    kind_ = entry.get("kind", "paper")
+    if kind_ not in KINDS:
+        raise SpecError(f"kind must be one of {', '.join(KINDS)}, got {kind_!r}", where=where)
+    note = entry.get("note", "")
+    if not isinstance(note, str):
+        raise SpecError("note must be a string", where=where)
+    check_text(note, f"{where}: note")
+    return Provenance(source=src, kind=kind_, note=note)
+
+
+def parse_spec(path: Path, kind: str) -> Spec:
+    """Parse and validate one file. `kind` is "hardware" or "model"."""
+    where = safe_text(path)
+    doc = read_toml(path)
     fields = HARDWARE_FIELDS if kind == "hardware" else MODEL_FIELDS
     sections = {k.split(".")[0] for k in fields}
 
@@ -308,27 +307,8 @@ def parse_spec(path: Path, kind: str) -> Spec:
             if spec_field is None:
                 raise SpecError(unknown_key_message(dotted, fields), where=where)
             kw = f"{where}: {dotted}"
-            if not isinstance(entry, dict) or "value" not in entry:
-                raise SpecError('expected { value = ..., source = "..." }', where=kw)
-            extra = set(entry) - _ENTRY_KEYS
-            if extra:
-                raise SpecError(f"unexpected field(s) {', '.join(sorted(extra))}; expected value, source, kind, note", where=kw)
-            src = entry.get("source")
-            if not isinstance(src, str):
-                raise SpecError("missing 'source': every value cites an entry of [sources]", where=kw)
-            if src not in sources:
-                raise SpecError(f"source '{src}' is not in [sources] (known: {', '.join(sorted(sources))})", where=kw)
-            if "kind" not in entry and section in MUST_SAY_KIND:
-                raise SpecError(f"missing 'kind': a {section}.* value must say how it was obtained ({', '.join(KINDS)})", where=kw)
-            kind_ = entry.get("kind", "paper")
-            if kind_ not in KINDS:
-                raise SpecError(f"kind must be one of {', '.join(KINDS)}, got {kind_!r}", where=kw)
-            note = entry.get("note", "")
-            if not isinstance(note, str):
-                raise SpecError("note must be a string", where=kw)
-            check_text(note, f"{kw}: note")
+            prov[dotted] = check_entry(entry, sources, kw, must_say_kind=section if section in MUST_SAY_KIND else None)
             values[dotted] = _check_value(entry["value"], spec_field, where=kw)
-            prov[dotted] = Provenance(source=src, kind=kind_, note=note)
 
     missing = [k for k, f in fields.items() if not f.optional and k not in values]
     if missing:
@@ -345,9 +325,13 @@ def parse_spec(path: Path, kind: str) -> Spec:
     )
 
 
+#: The folder of each kind of description file.
+FOLDERS = {"hardware": "hardware", "model": "models", "deployment": "deployments"}
+
+
 def search_dirs(kind: str) -> list[Path]:
-    """Where names are looked up: ./hardware (or ./models) first, then the installed copies."""
-    folder = "hardware" if kind == "hardware" else "models"
+    """Where names are looked up: ./hardware (./models, ./deployments) first, then the installed copies."""
+    folder = FOLDERS[kind]
     pkg = Path(cmperf.__file__).parent
     dirs = [Path.cwd() / folder, pkg / folder, pkg.parent / folder]
     seen, out = set(), []

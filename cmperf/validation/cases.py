@@ -123,16 +123,19 @@ def _bad_metric(case: Case):
     return SpecError(f"evaluator '{case.evaluator}' cannot predict metric {case.metric!r}", where=case.where)
 
 
-def _estimate(phase: str, hw_name: str, case: Case) -> dict:
-    from cmperf.estimate import Options, estimate
+#: Params named as the CLI options name them, for the deployment field they set.
+PARAM_ALIASES = {"attn_cores": "attention_matrix_cores"}
 
-    p = dict(case.params)
+
+def _estimate(phase: str, hw_name: str, case: Case) -> dict:
+    from cmperf.evaluation import DEPLOYMENT_FIELDS, WORKLOAD_FIELDS, estimate
+
+    p = {PARAM_ALIASES.get(k, k): v for k, v in case.params.items()}
     model = p.pop("model", DEFAULT_MODEL)
-    fields = set(Options.__dataclass_fields__) - {"sets"}
-    unknown = set(p) - fields
+    unknown = set(p) - set(DEPLOYMENT_FIELDS) - set(WORKLOAD_FIELDS)
     if unknown:
         raise SpecError(f"unknown estimate option(s) {', '.join(sorted(unknown))}", where=case.where)
-    return estimate(phase, hw_name, model, Options(**p))
+    return estimate(phase, hw_name, model, **p).result
 
 
 def eval_decode(case: Case, hw, model) -> float:

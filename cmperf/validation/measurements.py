@@ -196,11 +196,10 @@ class Predictor:
         elif m.kind in ("dispatch", "combine"):
             si = fused_comm_time_s(hw, self.model, m.kind, p["ep"], p["tokens"])
         else:
-            from cmperf.estimate import Options, estimate
+            from cmperf.evaluation import estimate
 
-            opts = Options(**{k: v for k, v in p.items()}, sets=dict(values))
-            res = estimate(m.kind, self.hardware, self.model_name, opts)
-            si = _scalar(res["tpot_s"]) if m.metric == "tpot_ms" else _scalar(res["tokens_per_s_per_device"])
+            ev = estimate(m.kind, self.hardware, self.model_name, sets=dict(values), **p)
+            si = _scalar(ev.latency_s) if m.metric == "tpot_ms" else _scalar(ev.tokens_per_s_per_device)
         return si / m.si_per_unit
 
     def predict(self, values: dict) -> np.ndarray:

@@ -1,7 +1,6 @@
 """`cmperf cache`: prefix caching against recomputation, over UB and over VPC.
 
-On one prefill deployment (the paper's by default: 16 devices, EP32, 16,384 prompt tokens per
-device, two microbatches), for each prefix-cache hit rate h a die computes T (1 - h) of its T
+On one prefill deployment (the paper's by default, `deployments/cm384-paper-prefill.toml`), for each prefix-cache hit rate h a die computes T (1 - h) of its T
 prompt tokens and loads the KV of the other T h from the CPU-DRAM pool (`cmperf.compose.prefill`):
 
     load = latency + T h x KV bytes per token / W_path
@@ -13,12 +12,13 @@ cached run without its load.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from cmperf.errors import SpecError
-from cmperf.whatif.core import MAX_PREFIX_HIT, Scenario
-
-PAPER = {"devices": 16, "ep": 32, "tokens_per_device": 16384, "microbatches": 2}
+from cmperf.specs.deployment import MAX_PREFIX_HIT
+from cmperf.whatif.core import Scenario
 
 
 def parse_hits(text: str) -> list[float]:
@@ -48,24 +48,22 @@ def parse_hits(text: str) -> list[float]:
 def cache_table(sc: Scenario, hits: list[float], devices: int | None = None, ep: int | None = None,
                 tokens_per_device: int | None = None, microbatches: int | None = None) -> dict:
     from cmperf.compose.memory import kv_bytes_per_token
-    from cmperf.compose.prefill import PrefillInputs, cache_load_time_s, evaluate_prefill
-    from cmperf.estimate import check_placement, default_redundant
+    from cmperf.compose.prefill import cache_load_time_s
+    from cmperf.evaluation import DEFAULT_DEPLOYMENTS, evaluate
+    from cmperf.specs.deployment_file import load_deployment
 
-    devices = devices or PAPER["devices"]
-    ep = ep or (PAPER["ep"] if devices == PAPER["devices"] else devices * sc.hw["package.dies"])
-    tokens = tokens_per_device or PAPER["tokens_per_device"]
-    mb = microbatches or PAPER["microbatches"]
-    if tokens < sc.hw["package.dies"]:
-        raise SpecError(f"expected at least one token per die ({sc.hw['package.dies']}), got {tokens}", where="--tokens-per-device")
-    redundant = default_redundant(sc.model, sc.hw, ep, None)
-    check_placement(sc.hw, sc.model, devices, ep, redundant, 1)
-    mtp = 1 if sc.model["mtp.num_nextn_predict_layers"] > 0 else 0
+    paper = replace(load_deployment(DEFAULT_DEPLOYMENTS["prefill"]).deployment, mtp=None)  # MTP as the model has it
+    base = paper.with_fields(devices=devices, ep=ep, tokens_per_device=tokens_per_device, microbatches=microbatches, attn_tp=1,
+                             eplb=sc.eplb, cache_path="ub")
+    if base.tokens_per_device < sc.hw["package.dies"]:
+        raise SpecError(f"expected at least one token per die ({sc.hw['package.dies']}), got {base.tokens_per_device}", where="--tokens-per-device")
+    first = evaluate(sc.hw, sc.model, sc.workload, base)  # checks the placement and fills what the deployment leaves open
+    base = first.deployment
+    devices, ep, redundant, tokens, mb, mtp = base.devices, base.ep, base.redundant, base.tokens_per_device, base.microbatches, base.mtp
     h = np.asarray(hits, float)
 
     def run(hit, path):
-        inp = PrefillInputs(devices=devices, ep=ep, tokens_per_device=tokens, input_len=sc.input_len, microbatches=mb,
-                            redundant=redundant, attn_tp=1, mtp=mtp, prefix_hit=hit, cache_path=path, eplb_perfect=sc.eplb == "perfect")
-        return evaluate_prefill(sc.hw, sc.model, inp)
+        return evaluate(sc.hw, sc.model, replace(sc.workload, prefix_hit=hit), replace(base, cache_path=path)).result
 
     ub, vpc, rec = run(h, "ub"), run(h, "vpc"), run(0.0, "ub")
     dies_pkg = sc.hw["package.dies"]

@@ -26,9 +26,9 @@ import math
 from cmperf.costs.economics import economics
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.solve.queueing import DEFAULT_MAX_UTILISATION, DEFAULT_TTFT_MS, instances_for, load_report
-from cmperf.solve.search import best_latency_s, params_at
-from cmperf.solve.search import best_by_devices
-from cmperf.whatif.core import Scenario, decode_grid_for, deployment_text, explain, prefill_grid_for
+from cmperf.solve.records import record
+from cmperf.solve.search import best_by_devices, best_latency_s
+from cmperf.whatif.core import Scenario, decode_grid_for, explain, prefill_grid_for
 
 #: Batch-time caps, as fractions of the TTFT SLO, at which prefill deployments are considered.
 PREFILL_BATCH_FRACTIONS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15)
@@ -60,16 +60,8 @@ def _choose_prefill(grid, options, rate: float, tokens_per_request: float, max_u
 
 def _phase(sc: Scenario, grid, pick, rate: float, tokens_per_request: float, slo_ms, which: str) -> dict:
     _, d, x, flat, cap, n = pick
-    p = params_at(grid, flat)
-    lat_ms = float(grid.latency_s.reshape(-1)[flat]) * 1e3
-    rec = {"phase": which, "slo_ms": slo_ms, "tokens_per_s_per_device": x, "latency_ms": lat_ms, **{k: p.get(k) for k in (
-        "devices", "ep", "attn_tp", "redundant", "microbatches", "attn_cores", "mtp", "batch", "tokens_per_device")}}
-    rec.setdefault("mtp", 0)
-    from cmperf.solve.search import limit_reason
-
-    rec["limit"] = limit_reason(grid, flat, None if slo_ms is None else slo_ms * 1e-3)
-    rec["deployment"] = deployment_text(rec)
-    explain(sc, rec)
+    rec = explain(sc, record(grid, flat, slo_ms, sc.hw["package.dies"]))
+    lat_ms = rec["latency_ms"]
     util = rate / (n * cap)
     load = rate * tokens_per_request / (n * d)
     out = {

@@ -99,3 +99,28 @@ def headline(result: dict) -> list[str]:
             out.append(f"{r['phase']} at {r['slo']}: {r['baseline_tokens_per_s_per_device']:,.0f} -> "
                        f"{r['variant_tokens_per_s_per_device']:,.0f} tokens/s per device ({d:+.1f}%); binding {r['binding_change']}")
     return out
+
+
+# ---- two deployments, evaluated as they are ---------------------------------------------------------
+
+#: What a deployment comparison lines up: (label, Evaluation attribute, scale to the unit shown).
+DEPLOYMENT_METRICS = (
+    ("latency_ms", "latency_s", 1e3), ("step_ms", "step_s", 1e3), ("tokens_per_s_per_device", "tokens_per_s_per_device", 1.0),
+    ("tokens_per_s_per_die", "tokens_per_s_per_die", 1.0), ("hbm_used_gb_per_die", "hbm_used_bytes_per_die", 1e-9),
+)
+
+
+def compare_deployments(baseline, variant) -> dict:
+    """Line up two evaluated deployments (`cmperf.evaluation.Evaluation`): one row per metric with
+    both values and the change, then the deployments and what binds each."""
+    rows = []
+    for label, attr, scale in DEPLOYMENT_METRICS:
+        a, b = float(getattr(baseline, attr)) * scale, float(getattr(variant, attr)) * scale
+        rows.append({"metric": label, "baseline": a, "variant": b, "delta_pct": _delta_pct(a, b)})
+    for label, fn in (("deployment", lambda e: f"{e.phase}: {e.deployment.describe()}"), ("hardware", lambda e: e.hardware.name),
+                      ("feasible", lambda e: bool(e.feasible)), ("binding", lambda e: e.binding)):
+        rows.append({"metric": label, "baseline": fn(baseline), "variant": fn(variant), "delta_pct": None})
+    notes = []
+    if baseline.phase != variant.phase:
+        notes.append(f"the sides are different phases ({baseline.phase} and {variant.phase}): latency is TPOT on one side, TTFT on the other")
+    return {"rows": rows, "notes": notes, "baseline": baseline, "variant": variant}

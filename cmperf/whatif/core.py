@@ -19,7 +19,8 @@ import numpy as np
 
 from cmperf.errors import SpecError
 from cmperf.inputs import TPOT_MS_RANGE, TTFT_MS_RANGE
-from cmperf.overrides import WORKLOAD_FIELDS, check_workload_value, refuse_derived
+from cmperf.overrides import WORKLOAD_FIELDS, apply_overrides, parse_set, refuse_derived
+from cmperf.specs.deployment import MAX_PREFIX_HIT, Deployment, Workload
 from cmperf.specs.loader import Spec, load_hardware, load_model, unknown_key_message
 from cmperf.specs.schema import HARDWARE_FIELDS, MODEL_FIELDS
 
@@ -37,7 +38,6 @@ WORKLOAD_ATTR = {
     "workload.mtp_acceptance": "mtp_acceptance", "workload.prefix_hit": "prefix_hit",
     "search.max_mtp": "max_mtp",
 }
-MAX_PREFIX_HIT = 0.999
 #: Every key that carries UB (scale-up) bandwidth: the link rate, the measured per-die read/write
 #: bandwidths, the fitted fused dispatch/combine bandwidths, and the CPU-DRAM pool read (over UB).
 #: For `--variant-scale PATTERN=FACTOR`; scale them together, since the model uses their ratios.
@@ -91,8 +91,9 @@ class Scenario:
         return int(self.devices or self.system_devices)
 
     @property
-    def kv_len(self) -> float:
-        return self.input_len + self.output_len / 2.0
+    def workload(self) -> Workload:
+        return Workload(input_len=self.input_len, output_len=self.output_len, mtp_acceptance=self.mtp_acceptance,
+                        prefix_hit=self.prefix_hit, tpot_ms=self.tpot_ms, ttft_ms=self.ttft_ms)
 
     def value(self, key: str):
         """The current value of a key (hardware, model, workload, search or SLO)."""
@@ -135,16 +136,13 @@ def _check_extra(key: str, raw, where: str):
 def set_value(sc: Scenario, key: str, raw, where: str = "--set", *, allow_slo: bool = False, record: bool = True) -> Scenario:
     """A copy of the scenario with one key changed, validated exactly as `--set` validates it."""
     refuse_derived(key, settable_keys(allow_slo), where)
-    note = (f"{key}={raw}",) if record else ()
-    if key in HARDWARE_FIELDS:
-        return replace(sc, hw=sc.hw.with_values({key: raw}, origin=where), overrides=sc.overrides + note)
-    if key in MODEL_FIELDS:
-        return replace(sc, model=sc.model.with_values({key: raw}, origin=where), overrides=sc.overrides + note)
-    if key in WORKLOAD_FIELDS:
-        v = check_workload_value(key, raw, where)
-        if key == "workload.prefix_hit" and v > MAX_PREFIX_HIT:
+    if key in HARDWARE_FIELDS or key in MODEL_FIELDS or key in WORKLOAD_FIELDS or key.startswith("derived."):
+        hw, model, wl = apply_overrides(sc.hw, sc.model, {key: raw}, where, settable_keys(allow_slo))
+        if wl.get("prefix_hit", 0.0) > MAX_PREFIX_HIT:
             raise SpecError(f"expected a value in [0, {MAX_PREFIX_HIT:g}] (a fully cached prompt has nothing to prefill), got {raw!r}", where=f"{where} {key}")
-        return replace(sc, **{WORKLOAD_ATTR[key]: v}, overrides=sc.overrides + note)
+        note = (f"{key}={raw}",) if record else ()
+        return replace(sc, hw=hw, model=model, **wl, overrides=sc.overrides + note)
+    note = (f"{key}={raw}",) if record else ()
     if key in SEARCH_FIELDS:
         return replace(sc, **{WORKLOAD_ATTR[key]: _check_extra(key, raw, where)}, overrides=sc.overrides + note)
     if key in SLO_FIELDS and allow_slo:
@@ -173,24 +171,12 @@ def apply_sets(sc: Scenario, sets: dict[str, str], where: str) -> Scenario:
     return sc
 
 
-def parse_pairs(items, where: str) -> dict[str, str]:
-    """KEY=VALUE items (as `--set` takes them), with errors naming `where`."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key or not value:
-            raise SpecError(f"expected KEY=VALUE, got {item!r}", where=where)
-        out[key] = value
-    return out
-
-
 def apply_scales(sc: Scenario, items, where: str) -> Scenario:
     """PATTERN=FACTOR items: multiply every numeric hardware/model key matching the glob PATTERN.
 
     Whole-number keys are rounded; every new value is validated as `--set` validates it.
     """
-    for pattern, text in parse_pairs(items, where).items():
+    for pattern, text in parse_set(items, where).items():
         try:
             factor = float(text)
         except ValueError:
@@ -307,32 +293,6 @@ def prefill_grid_for(sc: Scenario, budget: int | None = None):
     return _memo(_PREFILL, key, 4, lambda: prefill_grid(sc.hw, sc.model, budget, sc.input_len, sc.eplb == "perfect", sc.prefix_hit, sc.cache_path))
 
 
-def deployment_text(rec: dict) -> str:
-    base = f"{rec['devices']} dev, EP{rec['ep']}, TP{rec['attn_tp']}, red {rec['redundant']}, {rec['microbatches']} mb"
-    if rec["phase"] == "decode" and rec["microbatches"] >= 2 and rec.get("attn_cores"):
-        base += f" ({rec['attn_cores']} attention cores)"
-    if rec["phase"] == "decode":
-        return base + f", MTP {rec['mtp']}, batch {rec['batch']}"
-    return base + f", {rec['tokens_per_device']} tok/dev"
-
-
-def record(grid, flat: int, sc: Scenario, slo_ms: float | None) -> dict:
-    """One grid point as a flat record: phase, SLO, metric, latency, deployment, what limits it."""
-    from cmperf.solve.search import limit_reason, params_at
-
-    p = params_at(grid, flat)
-    lat_ms = float(grid.latency_s.reshape(-1)[flat]) * 1e3
-    rec = {"phase": grid.phase, "slo_ms": slo_ms,
-           "tokens_per_s_per_device": float(grid.metric.reshape(-1)[flat]),
-           "latency_ms": lat_ms,
-           "devices": p["devices"], "ep": p["ep"], "attn_tp": p["attn_tp"], "redundant": p["redundant"],
-           "microbatches": p["microbatches"], "attn_cores": p.get("attn_cores"), "mtp": p.get("mtp", 0),
-           "batch": p.get("batch"), "tokens_per_device": p.get("tokens_per_device")}
-    rec["deployment"] = deployment_text(rec)
-    rec["limit"] = limit_reason(grid, flat, None if slo_ms is None else slo_ms * 1e-3)
-    return rec
-
-
 def _infeasible_note(grid, what: str) -> str:
     from cmperf.solve.search import best_latency_s
 
@@ -348,15 +308,17 @@ def best(sc: Scenario, *, decode: bool = True, prefill: bool = True) -> dict:
 
     Returns {"decode": [record or None per SLO], "prefill": record or None, "notes": [...]}.
     """
+    from cmperf.solve.records import record
     from cmperf.solve.search import ranked
 
     out = {"decode": [], "prefill": None, "notes": []}
+    dies = sc.hw["package.dies"]
     if decode:
         dg = decode_grid_for(sc)
         for t in sc.tpot_ms:
             flats = ranked(dg, t * 1e-3, 1)
             if flats:
-                out["decode"].append(record(dg, flats[0], sc, t))
+                out["decode"].append(record(dg, flats[0], t, dies))
             else:
                 out["decode"].append(None)
                 out["notes"].append(_infeasible_note(dg, f"TPOT <= {t:g} ms"))
@@ -365,39 +327,20 @@ def best(sc: Scenario, *, decode: bool = True, prefill: bool = True) -> dict:
         ttft_s = sc.ttft_ms * 1e-3 if sc.ttft_ms is not None else None
         flats = ranked(pg, ttft_s, 1)
         if flats:
-            out["prefill"] = record(pg, flats[0], sc, sc.ttft_ms)
+            out["prefill"] = record(pg, flats[0], sc.ttft_ms, dies)
         else:
             out["notes"].append(_infeasible_note(pg, f"TTFT <= {sc.ttft_ms:g} ms"))
     return out
 
 
-def evaluate_record(sc: Scenario, rec: dict) -> dict:
-    """Re-evaluate one record's deployment on its own (a scalar model run, as `estimate` does)."""
-    from cmperf.compose.decode import DecodeInputs, evaluate_decode
-    from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
-
-    common = dict(devices=rec["devices"], ep=rec["ep"], microbatches=rec["microbatches"], redundant=rec["redundant"],
-                  attn_tp=rec["attn_tp"], eplb_perfect=sc.eplb == "perfect")
-    if rec["phase"] == "decode":
-        inp = DecodeInputs(batch=rec["batch"], kv_len=sc.kv_len, mtp=rec["mtp"], mtp_acceptance=sc.mtp_acceptance, attn_cores=rec.get("attn_cores") or 0,
-                           extra={"max_context": sc.input_len + sc.output_len}, **common)
-        return evaluate_decode(sc.hw, sc.model, inp)
-    inp = PrefillInputs(tokens_per_device=rec["tokens_per_device"], input_len=sc.input_len, mtp=rec["mtp"],
-                        prefix_hit=sc.prefix_hit, cache_path=sc.cache_path, **common)
-    return evaluate_prefill(sc.hw, sc.model, inp)
-
-
 def explain(sc: Scenario, rec: dict | None) -> dict | None:
     """Attach what binds the deployment: the search limit and the stream/resource bounding a step."""
-    from cmperf.compose.binding import binding as stream_binding
+    from cmperf.solve.records import explain as explain_record
 
     if rec is None:
         return None
-    res = evaluate_record(sc, rec)
-    rec["step_bound"] = stream_binding(res)
-    rec["binding"] = f"{rec['limit']}; step bound by {rec['step_bound']}"
-    rec["hbm_used_gb_per_die"] = float(np.asarray(res["hbm_used_bytes_per_die"]).reshape(-1)[0]) / 1e9
-    return rec
+    grid = decode_grid_for(sc) if rec["phase"] == "decode" else prefill_grid_for(sc)
+    return explain_record(rec, sc.hw, sc.model, grid, sc.workload)
 
 
 # ---- refined optimum (continuous batch), for derivatives -----------------------------------------
@@ -418,8 +361,7 @@ def refined_best(sc: Scenario, phase: str, slo_ms: float | None, top: int = 8) -
     continuous around the grid's `top` best deployments. The grid's 5% (decode) and 2x (prefill)
     steps would otherwise make the optimum a staircase in every parameter, and a finite
     difference of a staircase is noise. NaN when no deployment meets the SLO."""
-    from cmperf.compose.decode import DecodeInputs, evaluate_decode
-    from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+    from cmperf.evaluation import evaluate
     from cmperf.solve.search import params_at, ranked
 
     grid = decode_grid_for(sc) if phase == "decode" else prefill_grid_for(sc)
@@ -437,20 +379,15 @@ def refined_best(sc: Scenario, phase: str, slo_ms: float | None, top: int = 8) -
     def col(name):
         return np.array([p[name] for p in ps], float)[:, None]
 
-    common = dict(devices=col("devices"), ep=col("ep"), redundant=col("redundant"), attn_tp=col("attn_tp"),
-                  microbatches=col("microbatches"), eplb_perfect=sc.eplb == "perfect")
-    if phase == "decode":
-        res = evaluate_decode(sc.hw, sc.model, DecodeInputs(batch=fine, kv_len=sc.kv_len, mtp=col("mtp"), mtp_acceptance=sc.mtp_acceptance, attn_cores=col("attn_cores"),
-                                                             extra={"max_context": sc.input_len + sc.output_len}, **common))
-        lat = res["tpot_s"]
-    else:
-        res = evaluate_prefill(sc.hw, sc.model, PrefillInputs(tokens_per_device=fine, input_len=sc.input_len, mtp=col("mtp"),
-                                                               prefix_hit=sc.prefix_hit, cache_path=sc.cache_path, **common))
-        lat = res["ttft_s"]
+    dep = Deployment(phase, devices=col("devices"), ep=col("ep"), redundant=col("redundant"), attn_tp=col("attn_tp"),
+                     microbatches=col("microbatches"), mtp=col("mtp"),
+                     **({"attention_matrix_cores": col("attn_cores")} if phase == "decode" else {}), **{last: fine}, **grid.choices)
+    res = evaluate(sc.hw, sc.model, grid.workload, dep)
+    lat = res.latency_s
     shape = fine.shape
-    ok = np.broadcast_to(res["valid"], shape) & np.broadcast_to(res["fits"], shape)
+    ok = np.broadcast_to(res.valid, shape) & np.broadcast_to(res.fits, shape)
     if slo_s is not None:
         ok = ok & (np.broadcast_to(lat, shape) <= slo_s)
-    m = np.where(ok, np.broadcast_to(res["tokens_per_s_per_device"], shape), -np.inf)
+    m = np.where(ok, np.broadcast_to(res.tokens_per_s_per_device, shape), -np.inf)
     v = float(m.max())
     return v if math.isfinite(v) else float("nan")

@@ -17,8 +17,14 @@ import pytest
 from cmperf.comm.collectives import fused_benchmark_time_s
 from cmperf.costs.moe import expected_destinations
 from cmperf.costs.roofline import BOUND_NAMES
-from cmperf.estimate import Options, estimate, scalar
+from cmperf.evaluation import estimate as _estimate
+from cmperf.report.explain import _s as scalar
 from cmperf.specs.loader import load_hardware, load_model
+
+
+def estimate(phase, hardware=None, model=None, opts=None):
+    """The result arrays of `cmperf.evaluation.estimate` for a phase, with fields given as a dict."""
+    return _estimate(phase, hardware, model, **(opts or {})).result
 
 
 def rel_err(got: float, want: float) -> float:
@@ -26,11 +32,11 @@ def rel_err(got: float, want: float) -> float:
 
 
 def decode(**kw):
-    return estimate("decode", opts=Options(**kw))
+    return estimate("decode", opts=dict(**kw))
 
 
 def prefill(**kw):
-    return estimate("prefill", opts=Options(**kw))
+    return estimate("prefill", opts=dict(**kw))
 
 
 # ---- cm384 section 5: end-to-end ------------------------------------------------------------------

@@ -1,11 +1,10 @@
-"""Fuzz: the Python entry points (`Options` with `estimate`, `PlanRequest`) with any Python values:
+"""Fuzz: the Python entry points (`estimate` with deployment and workload fields, `PlanRequest`) with any Python values:
 a SpecError naming the matching CLI option, or finite numbers."""
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import fields
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,25 +19,25 @@ ANY = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.integer
 
 @st.composite
 def options(draw):
-    from cmperf.estimate import Options
+    from cmperf.evaluation import DEPLOYMENT_FIELDS, WORKLOAD_FIELDS
 
-    names = [f.name for f in fields(Options) if f.name != "sets"]
+    names = [*DEPLOYMENT_FIELDS, *WORKLOAD_FIELDS]
     chosen = draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
     kw = {n: draw(ANY) for n in chosen}
     if draw(st.booleans()):
         kw["sets"] = draw(st.one_of(st.none(), st.just({}), st.just([]), st.just({"workload.input_len": math.nan}), st.just({1: 2})))
-    return Options(**kw)
+    return kw
 
 
 @settings_for(80)
 @given(options(), st.sampled_from(["decode", "prefill"]))
 def test_fuzz_options(opts, phase):
-    from cmperf.estimate import estimate
+    from cmperf.evaluation import estimate
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
-            res = estimate(phase, opts=opts)
+            res = estimate(phase, **opts).result
     except SpecError as exc:
         assert exc.where, str(exc)
         return

@@ -27,12 +27,12 @@ SETS = st.one_of(st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES),
 @settings_for(80)
 @given(SETS, st.sampled_from(["decode", "prefill"]))
 def test_fuzz_set_items(sets, phase):
-    from cmperf.estimate import Options, estimate
+    from cmperf.evaluation import estimate
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
-            res = estimate(phase, opts=Options(sets=sets))
+            res = estimate(phase, sets=sets).result
     except SpecError as exc:
         assert exc.where and (exc.where.startswith("--") or exc.where.endswith(".toml")), str(exc)
         return

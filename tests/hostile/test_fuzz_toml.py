@@ -49,7 +49,7 @@ def hostile_file(draw):
 @settings_for(80)
 @given(hostile_file())
 def test_fuzz_toml_files(tmp_path_factory, case):
-    from cmperf.estimate import estimate
+    from cmperf.evaluation import estimate
     from cmperf.specs.loader import parse_spec
 
     kind, text = case
@@ -63,7 +63,7 @@ def test_fuzz_toml_files(tmp_path_factory, case):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)  # an overflow is a failure, not a warning
-            res = estimate("decode", str(path) if kind == "hardware" else "cloudmatrix384", str(path) if kind == "model" else "deepseek-r1")
+            res = estimate("decode", str(path) if kind == "hardware" else "cloudmatrix384", str(path) if kind == "model" else "deepseek-r1").result
     except CmperfError:
         return
     finite_result(res, "decode")

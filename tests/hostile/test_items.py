@@ -135,12 +135,12 @@ def test_item_07_concurrent_overwrite_with_one_tag(tmp_path):
 
 
 def test_item_08_python_entry_points_raise_spec_errors():
-    from cmperf.estimate import Options, estimate
+    from cmperf.evaluation import estimate
 
-    for opts, where in [(Options(attn_tp=0), "--attn-tp"), (Options(batch="96"), "--batch")]:
+    for opts, where in [(dict(attn_tp=0), "--attn-tp"), (dict(batch="96"), "--batch")]:
         with pytest.raises(SpecError, match=where):
-            estimate("decode", opts=opts)
-    assert estimate("decode", opts=Options(sets=None))["tokens_per_s_per_device"] > 0
+            estimate("decode", **opts)
+    assert estimate("decode", sets=None).result["tokens_per_s_per_device"] > 0
 
 
 # ---- silent wrong numbers ---------------------------------------------------------------------
@@ -155,11 +155,11 @@ def test_item_09_huge_hidden_size_is_refused_from_set_and_file(tmp_path):
 
 
 def test_item_10_hottest_die_never_exceeds_what_top_k_allows():
-    from cmperf.estimate import Options, estimate
+    from cmperf.evaluation import estimate
     from cmperf.report.explain import summary
 
     for skew in ("60", "1000"):
-        res = estimate("decode", opts=Options(sets={"routing.popularity_skew": skew}))
+        res = estimate("decode", sets={"routing.popularity_skew": skew}).result
         # EP320 places 288 routed experts one per die; with top-8 a die sees each token at most
         # once, so the hottest die holds at most 288 / 8 = 36x the mean load.
         assert summary(res)["hot_rank_load_ratio"] <= 288 / 8 + 1e-9
@@ -168,12 +168,12 @@ def test_item_10_hottest_die_never_exceeds_what_top_k_allows():
 @pytest.mark.parametrize("field,value", [("batch", math.nan), ("kv_len", math.nan), ("mtp_acceptance", math.nan), ("prefix_hit", math.nan),
                                          ("batch", 0), ("devices", 0), ("ep", 0), ("microbatches", 0), ("mtp", 100), ("microbatches", 1000)])
 def test_item_11_nan_zero_and_out_of_range_python_values(field, value):
-    from cmperf.estimate import Options, estimate
+    from cmperf.evaluation import estimate
     from cmperf.solve.plan import PlanRequest, plan
 
     phase = "prefill" if field == "prefix_hit" else "decode"
     with pytest.raises(SpecError, match="--" + field.replace("_", "-")):
-        estimate(phase, opts=Options(**{field: value}))
+        estimate(phase, **{field: value})
     with pytest.raises(SpecError, match="--prefix-hit"):
         plan(PlanRequest(prefix_hit=1))
 
@@ -213,8 +213,8 @@ def _cli_subprocess(*args: str, timeout: float) -> subprocess.CompletedProcess:
 
 
 def test_item_14_redundant_expert_default_is_immediate():
-    code = "from cmperf.estimate import default_redundant as d\nclass M(dict):\n    has = dict.__contains__\n" + "".join(
-        f"d(M({{'moe.n_routed_experts': {E}, 'moe.n_shared_experts': 1, 'moe.num_experts_per_tok': 8, 'moe.n_group': 1, 'moe.topk_group': 1, 'moe.moe_intermediate_size': 1}}), None, 320, None)\n"
+    code = "from cmperf.evaluation import default_redundant as d\nclass M(dict):\n    has = dict.__contains__\n" + "".join(
+        f"d(M({{'moe.n_routed_experts': {E}, 'moe.n_shared_experts': 1, 'moe.num_experts_per_tok': 8, 'moe.n_group': 1, 'moe.topk_group': 1, 'moe.moe_intermediate_size': 1}}), 320)\n"
         for E in (16_777_215, 2_147_483_647, 2_147_483_632))
     try:
         subprocess.run([sys.executable, "-c", code], check=True, timeout=20, cwd=Path(__file__).resolve().parents[2])

@@ -14,11 +14,20 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cmperf.compose.decode import DecodeInputs, evaluate_decode
+from cmperf.compose.decode import evaluate_decode
 from cmperf.compose.ops import Die, pipelined_layer_time_s, stream_time_s
 from cmperf.costs.moe import expected_destinations, hottest_rank_load
 from cmperf.costs.roofline import matmul_efficiency, roofline_time_s
 from cmperf.specs.loader import load_hardware, load_model
+from cmperf.evaluation import default_inputs
+
+
+def decode_inputs(**kw):
+    return default_inputs("decode", **kw)
+
+
+def prefill_inputs(**kw):
+    return default_inputs("prefill", **kw)
 
 HW = load_hardware("cloudmatrix384")
 MODEL = load_model("deepseek-r1")
@@ -154,7 +163,7 @@ acc_st = st.floats(0.0, 1.0)
 
 
 def decode(hw=HW, **kw):
-    return evaluate_decode(hw, MODEL, DecodeInputs(**kw))
+    return evaluate_decode(hw, MODEL, decode_inputs(**kw))
 
 
 def f(x):
@@ -239,12 +248,12 @@ def test_decode_throughput_times_tpot_is_batch_and_all_finite(b, kv, n, k, a):
 
 
 def test_prefill_vectorised_over_mtp_equals_scalar():
-    from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+    from cmperf.compose.prefill import evaluate_prefill
 
     ks = [0, 1]
-    res = evaluate_prefill(HW, MODEL, PrefillInputs(mtp=np.array(ks, float)))
+    res = evaluate_prefill(HW, MODEL, prefill_inputs(mtp=np.array(ks, float)))
     for i, k in enumerate(ks):
-        one = evaluate_prefill(HW, MODEL, PrefillInputs(mtp=k))
+        one = evaluate_prefill(HW, MODEL, prefill_inputs(mtp=k))
         assert np.broadcast_to(res["ttft_s"], (2,))[i] == pytest.approx(f(one["ttft_s"]), rel=1e-12)
         assert np.broadcast_to(res["hbm_used_bytes_per_die"], (2,))[i] == pytest.approx(f(one["hbm_used_bytes_per_die"]), rel=1e-12)
 

@@ -29,10 +29,16 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cmperf.errors import CmperfError, SpecError
-from cmperf.estimate import estimate
+from cmperf.evaluation import estimate as _estimate
 from cmperf.overrides import WORKLOAD_FIELDS, all_keys, apply_overrides
 from cmperf.specs.loader import Spec, load_hardware, load_model, parse_spec
 from cmperf.specs.schema import DTYPES, HARDWARE_FIELDS, MODEL_FIELDS
+
+
+def estimate(phase, hardware=None, model=None, opts=None):
+    """The result arrays of `cmperf.evaluation.estimate` for a phase, with fields given as a dict."""
+    return _estimate(phase, hardware, model, **(opts or {})).result
+
 
 REPO = Path(__file__).resolve().parents[2]
 HW_FILES = sorted((REPO / "hardware").glob("*.toml"))
@@ -375,9 +381,7 @@ def test_set_on_hardware_float_then_estimate(key, value):
 
 
 def _opts(sets):
-    from cmperf.estimate import Options
-
-    return Options(sets=dict(sets))
+    return dict(sets=dict(sets))
 
 
 # ---- 3. the CLI: estimate decode with random option values ------------------------------------
@@ -466,12 +470,10 @@ def test_huge_int_field_is_rejected_or_estimates(key, literal):
                                        ("die.vector_flops_per_s", "1e-300"), ("moe_comm.dispatch_bandwidth_bytes_per_s", "1e-320"),
                                        ("overhead.op_latency_s", "1e308")])
 def test_extreme_valid_value_gives_finite_or_error(key, value):
-    from cmperf.estimate import Options
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            res = estimate("decode", "cloudmatrix384", "deepseek-r1", Options(sets={key: value}))
+            res = estimate("decode", "cloudmatrix384", "deepseek-r1", dict(sets={key: value}))
     except CmperfError:
         return
     assert np.isfinite(float(res["tpot_s"])), (key, value, float(res["tpot_s"]))
@@ -484,20 +486,16 @@ def test_extreme_valid_value_gives_finite_or_error(key, value):
                                              ("overlap.decode_moe_matrix_cores", "48", "decode"),
                                              ("overlap.decode_attention_vector_cores", "49", "decode")])
 def test_stream_cores_beyond_the_die_are_rejected(key, value, phase):
-    from cmperf.estimate import Options
-
     with pytest.raises(SpecError) as info:
-        estimate(phase, "cloudmatrix384", "deepseek-r1", Options(sets={key: value}))
+        estimate(phase, "cloudmatrix384", "deepseek-r1", dict(sets={key: value}))
     assert key in str(info.value) and "--set" in str(info.value)
 
 
 @pytest.mark.parametrize("value", ["1e-3", "0.5"])
 def test_intra_node_latency_never_speeds_decode_up(value):
-    from cmperf.estimate import Options
-
     base = float(estimate("decode")["tpot_s"])
     try:
-        slow = float(estimate("decode", opts=Options(sets={"scaleup.latency_intra_s": value}))["tpot_s"])
+        slow = float(estimate("decode", opts=dict(sets={"scaleup.latency_intra_s": value}))["tpot_s"])
     except SpecError:
         return
     assert slow >= base
@@ -505,12 +503,10 @@ def test_intra_node_latency_never_speeds_decode_up(value):
 
 @pytest.mark.parametrize("value", ["129", "256"])
 def test_top_k_beyond_candidate_experts_is_rejected(value):
-    from cmperf.estimate import Options
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            res = estimate("decode", opts=Options(sets={"moe.num_experts_per_tok": value}))
+            res = estimate("decode", opts=dict(sets={"moe.num_experts_per_tok": value}))
         except SpecError:
             return
     assert not np.isnan(float(res["tpot_s"]))
@@ -521,10 +517,8 @@ def test_top_k_beyond_candidate_experts_is_rejected(value):
 def test_routing_and_layer_shapes_beyond_the_model_are_rejected(sets):
     # Fixed while this file was written (cmperf/specs/loader.py cross_check): more dense layers than
     # layers once gave a negative MoE layer count (prefill 8,065 instead of 5,652 tokens/s per NPU).
-    from cmperf.estimate import Options
-
     with pytest.raises(SpecError) as info:
-        estimate("prefill", opts=Options(sets=sets))
+        estimate("prefill", opts=dict(sets=sets))
     assert "--set" in str(info.value)
 
 

@@ -25,12 +25,21 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cmperf.compose.decode import DecodeInputs, evaluate_decode, expected_tokens_per_step
-from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+from cmperf.compose.decode import evaluate_decode, expected_tokens_per_step
+from cmperf.compose.prefill import evaluate_prefill
 from cmperf.solve.search import decode_grid, params_at, prefill_grid, ranked
 from cmperf.solve.space import structures
 from cmperf.specs.loader import load_hardware, load_model
 from cmperf.specs.schema import HARDWARE_FIELDS
+from cmperf.evaluation import default_inputs
+
+
+def decode_inputs(**kw):
+    return default_inputs("decode", **kw)
+
+
+def prefill_inputs(**kw):
+    return default_inputs("prefill", **kw)
 
 MODEL = load_model("deepseek-r1")
 HW_NAMES = ("cloudmatrix384", "h100", "h800", "h20", "h200", "b200", "gb200-nvl72")
@@ -87,8 +96,8 @@ prefill_common = dict(
 def test_prefill_ttft_non_decreasing_in_tokens_per_device(name, structure, tp, mb, hit, eplb, cache, t, dt, s):
     h = hw(name)
     kw = dict(**_structure(h, 32, structure), attn_tp=tp, microbatches=mb, prefix_hit=hit, eplb_perfect=eplb, cache_path=cache, input_len=s)
-    lo = evaluate_prefill(h, MODEL, PrefillInputs(tokens_per_device=t, **kw))
-    hi = evaluate_prefill(h, MODEL, PrefillInputs(tokens_per_device=t + dt, **kw))
+    lo = evaluate_prefill(h, MODEL, prefill_inputs(tokens_per_device=t, **kw))
+    hi = evaluate_prefill(h, MODEL, prefill_inputs(tokens_per_device=t + dt, **kw))
     assert le(lo["ttft_s"], hi["ttft_s"]) and le(lo["step_s"], hi["step_s"])
     assert le(lo["hbm_used_bytes_per_die"], hi["hbm_used_bytes_per_die"])  # memory in flight grows too
 
@@ -110,8 +119,8 @@ def test_prefill_time_non_decreasing_in_input_len(name, structure, tp, mb, hit, 
     # little faster (e.g. H100, 1,024 tokens per device: 512 -> 513-token prompts, -1e-8 relative).
     h = hw(name)
     kw = dict(**_structure(h, 32, structure), attn_tp=tp, microbatches=mb, prefix_hit=hit, eplb_perfect=eplb, cache_path=cache, tokens_per_device=t)
-    short = evaluate_prefill(h, MODEL, PrefillInputs(input_len=s, **kw))
-    long = evaluate_prefill(h, MODEL, PrefillInputs(input_len=s + ds, **kw))
+    short = evaluate_prefill(h, MODEL, prefill_inputs(input_len=s, **kw))
+    long = evaluate_prefill(h, MODEL, prefill_inputs(input_len=s + ds, **kw))
     assert le(_layers_s(short), _layers_s(long))
     if s >= 2048:
         assert le(short["step_s"], long["step_s"]) and le(short["ttft_s"], long["ttft_s"])
@@ -186,8 +195,8 @@ def test_scaleup_link_peak_caps_the_achieved_bandwidths():
     h = hw("cloudmatrix384")
     link = h["scaleup.link_bandwidth_bytes_per_s"]
     half, quarter = (h.with_values({"scaleup.link_bandwidth_bytes_per_s": link / c}) for c in (2, 4))
-    pre = [f(evaluate_prefill(x, MODEL, PrefillInputs())["ttft_s"]) for x in (h, half, quarter)]
-    dec = [f(evaluate_decode(x, MODEL, DecodeInputs())["tpot_s"]) for x in (h, half, quarter)]
+    pre = [f(evaluate_prefill(x, MODEL, prefill_inputs())["ttft_s"]) for x in (h, half, quarter)]
+    dec = [f(evaluate_decode(x, MODEL, decode_inputs())["tpot_s"]) for x in (h, half, quarter)]
     assert pre[0] < pre[1] < pre[2]
     assert dec[0] <= dec[1] < dec[2]
 
@@ -269,7 +278,7 @@ def test_prefill_finite_for_every_valid_input(name, structure, budget, tp, mb, h
     dies = h["package.dies"]
     st_ = _structure(h, max(budget, h["node.packages"]), structure)
     assume(st_["devices"] * dies % tp == 0)
-    inp = PrefillInputs(**st_, attn_tp=tp, microbatches=mb, prefix_hit=hit, tokens_per_device=max(t, dies), input_len=s, mtp=mtp,
+    inp = prefill_inputs(**st_, attn_tp=tp, microbatches=mb, prefix_hit=hit, tokens_per_device=max(t, dies), input_len=s, mtp=mtp,
                         cache_path=cache, eplb_perfect=perfect)
     r = evaluate_prefill(h, MODEL, inp)
     assert bool(np.asarray(r["valid"]))
@@ -327,7 +336,7 @@ def _decode_kw(name, structure, budget, tp, mb, mtp):
 @given(**decode_point, b=st.integers(1, 1024), db=st.integers(1, 1024), dkv=st.integers(1, 65536))
 def test_decode_memory_non_decreasing_in_batch_and_context(name, structure, budget, tp, mb, mtp, kv, b, db, dkv):
     h, kw = _decode_kw(name, structure, budget, tp, mb, mtp)
-    used = lambda **x: f(evaluate_decode(h, MODEL, DecodeInputs(**kw, **x))["hbm_used_bytes_per_die"])  # noqa: E731
+    used = lambda **x: f(evaluate_decode(h, MODEL, decode_inputs(**kw, **x))["hbm_used_bytes_per_die"])  # noqa: E731
     assert used(batch=b, kv_len=kv) <= used(batch=b + db, kv_len=kv) * (1 + SLACK)
     assert used(batch=b, kv_len=kv) <= used(batch=b, kv_len=kv + dkv) * (1 + SLACK)
     # the KV cache is sized for the longest context a request reaches (extra.max_context)
@@ -341,14 +350,14 @@ def test_decode_memory_non_decreasing_in_batch_and_context(name, structure, budg
 def test_max_batch_per_device_is_the_fit_boundary(name, structure, budget, tp, mb, mtp, kv):
     h, kw = _decode_kw(name, structure, budget, tp, mb, mtp)
     dies = h["package.dies"]
-    probe = evaluate_decode(h, MODEL, DecodeInputs(**kw, batch=dies, kv_len=kv))
+    probe = evaluate_decode(h, MODEL, decode_inputs(**kw, batch=dies, kv_len=kv))
     largest = f(probe["max_batch_per_device"])
     assert largest >= 0 and largest % dies == 0 and largest == int(largest)
     if largest == 0:
         assert not bool(np.asarray(probe["fits"]))
         return
-    at = evaluate_decode(h, MODEL, DecodeInputs(**kw, batch=largest, kv_len=kv))
-    above = evaluate_decode(h, MODEL, DecodeInputs(**kw, batch=largest + dies, kv_len=kv))
+    at = evaluate_decode(h, MODEL, decode_inputs(**kw, batch=largest, kv_len=kv))
+    above = evaluate_decode(h, MODEL, decode_inputs(**kw, batch=largest + dies, kv_len=kv))
     assert bool(np.asarray(at["fits"])), (kw, kv, largest)
     assert not bool(np.asarray(above["fits"])), (kw, kv, largest)
     # and the bound does not depend on the batch it was computed at
@@ -381,7 +390,7 @@ def test_solver_optimum_equals_brute_force(name, budget, slo_ms, slo2_ms, max_ba
     assert [float(metric[i]) for i in top] == sorted((float(metric[i]) for i in top), reverse=True)
     # The argmax re-evaluated on its own, as a scalar deployment, gives the same numbers.
     p = params_at(g, top[0])
-    one = evaluate_decode(h, MODEL, DecodeInputs(
+    one = evaluate_decode(h, MODEL, decode_inputs(
         devices=p["devices"], ep=p["ep"], redundant=p["redundant"], attn_tp=p["attn_tp"], microbatches=p["microbatches"], mtp=p["mtp"],
         batch=p["batch"], kv_len=4096 + 256 / 2, mtp_acceptance=acc, eplb_perfect=perfect, extra={"max_context": 4096 + 256}))
     assert bool(np.asarray(one["feasible"]))
@@ -391,7 +400,7 @@ def test_solver_optimum_equals_brute_force(name, budget, slo_ms, slo2_ms, max_ba
     feasible = np.flatnonzero(ok & (lat <= slo))
     for i in sample.sample(list(feasible), min(8, len(feasible))):
         q = params_at(g, int(i))
-        r = evaluate_decode(h, MODEL, DecodeInputs(
+        r = evaluate_decode(h, MODEL, decode_inputs(
             devices=q["devices"], ep=q["ep"], redundant=q["redundant"], attn_tp=q["attn_tp"], microbatches=q["microbatches"], mtp=q["mtp"],
             batch=q["batch"], kv_len=4096 + 256 / 2, mtp_acceptance=acc, eplb_perfect=perfect, extra={"max_context": 4096 + 256}))
         assert f(r["tokens_per_s_per_device"]) <= best * (1 + REL)

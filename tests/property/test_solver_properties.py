@@ -1,5 +1,5 @@
 """Hypothesis properties of the solver: SLO and budget monotonicity, and every planned record
-re-evaluating, through `cmperf.estimate.estimate`, to the same feasible numbers.
+re-evaluating, through `cmperf.evaluation.estimate`, to the same feasible numbers.
 
 Grids and plans are cached per parameter so that the few examples stay fast.
 """
@@ -14,10 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cmperf.estimate import Options, estimate
+from cmperf.evaluation import estimate as _estimate
 from cmperf.solve.plan import PlanRequest, plan
 from cmperf.solve.search import decode_grid, ranked
 from cmperf.specs.loader import load_hardware, load_model
+
+
+def estimate(phase, hardware=None, model=None, opts=None):
+    """The result arrays of `cmperf.evaluation.estimate` for a phase, with fields given as a dict."""
+    return _estimate(phase, hardware, model, **(opts or {})).result
+
 
 HW = load_hardware("cloudmatrix384")
 MODEL = load_model("deepseek-r1")
@@ -90,9 +96,9 @@ plan_keys = st.tuples(
 
 
 def _check_record(rec: dict, req: PlanRequest):
-    opts = Options(
+    opts = dict(
         devices=rec["devices"], ep=rec["ep"], redundant=rec["redundant"], attn_tp=rec["attn_tp"], microbatches=rec["microbatches"],
-        attn_cores=(rec.get("attn_cores") or None) if rec["phase"] == "decode" else None, mtp=rec["mtp"], batch=rec["batch"], tokens_per_device=rec["tokens_per_device"], input_len=req.input_len,
+        attention_matrix_cores=(rec.get("attn_cores") or None) if rec["phase"] == "decode" else None, mtp=rec["mtp"], batch=rec["batch"], tokens_per_device=rec["tokens_per_device"], input_len=req.input_len,
         output_len=req.output_len, eplb=req.eplb,
         # Each phase takes only its own workload options.
         mtp_acceptance=req.mtp_acceptance if rec["phase"] == "decode" else None,

@@ -16,12 +16,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cmperf.compose.decode import DecodeInputs, evaluate_decode
-from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+from cmperf.compose.decode import evaluate_decode
+from cmperf.compose.prefill import evaluate_prefill
 from cmperf.costs.moe import placement
 from cmperf.whatif.capacity import capacity
 from cmperf.whatif.core import UB_BANDWIDTH_PATTERNS, apply_scales, best, refined_best, scenario, set_value
 from cmperf.whatif.sweep import parse_axis
+from cmperf.evaluation import default_inputs
+
+
+def decode_inputs(**kw):
+    return default_inputs("decode", **kw)
+
+
+def prefill_inputs(**kw):
+    return default_inputs("prefill", **kw)
 
 SET = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -66,8 +75,8 @@ UB2 = _ub(2.0)
 @SET
 @given(decode_point())
 def test_doubling_ub_bandwidth_never_raises_decode_tpot(p):
-    a = float(np.asarray(evaluate_decode(BASE.hw, BASE.model, DecodeInputs(**p))["tpot_s"]).reshape(-1)[0])
-    b = float(np.asarray(evaluate_decode(UB2.hw, UB2.model, DecodeInputs(**p))["tpot_s"]).reshape(-1)[0])
+    a = float(np.asarray(evaluate_decode(BASE.hw, BASE.model, decode_inputs(**p))["tpot_s"]).reshape(-1)[0])
+    b = float(np.asarray(evaluate_decode(UB2.hw, UB2.model, decode_inputs(**p))["tpot_s"]).reshape(-1)[0])
     assert b <= a * (1 + SLACK)
 
 
@@ -75,16 +84,16 @@ def test_doubling_ub_bandwidth_never_raises_decode_tpot(p):
 @given(decode_point(), st.floats(1.0, 8.0))
 def test_more_ub_bandwidth_never_raises_decode_tpot(p, factor):
     v = _ub(factor)
-    a = float(np.asarray(evaluate_decode(BASE.hw, BASE.model, DecodeInputs(**p))["tpot_s"]).reshape(-1)[0])
-    b = float(np.asarray(evaluate_decode(v.hw, v.model, DecodeInputs(**p))["tpot_s"]).reshape(-1)[0])
+    a = float(np.asarray(evaluate_decode(BASE.hw, BASE.model, decode_inputs(**p))["tpot_s"]).reshape(-1)[0])
+    b = float(np.asarray(evaluate_decode(v.hw, v.model, decode_inputs(**p))["tpot_s"]).reshape(-1)[0])
     assert b <= a * (1 + SLACK)
 
 
 @SET
 @given(prefill_point())
 def test_doubling_ub_bandwidth_never_raises_prefill_ttft(p):
-    a = float(np.asarray(evaluate_prefill(BASE.hw, BASE.model, PrefillInputs(**p))["ttft_s"]).reshape(-1)[0])
-    b = float(np.asarray(evaluate_prefill(UB2.hw, UB2.model, PrefillInputs(**p))["ttft_s"]).reshape(-1)[0])
+    a = float(np.asarray(evaluate_prefill(BASE.hw, BASE.model, prefill_inputs(**p))["ttft_s"]).reshape(-1)[0])
+    b = float(np.asarray(evaluate_prefill(UB2.hw, UB2.model, prefill_inputs(**p))["ttft_s"]).reshape(-1)[0])
     assert b <= a * (1 + SLACK)
 
 
@@ -92,8 +101,8 @@ def test_doubling_ub_bandwidth_never_raises_prefill_ttft(p):
 @given(decode_point(), st.floats(0.1, 1.0))
 def test_less_hbm_bandwidth_never_lowers_decode_tpot(p, factor):
     v = apply_scales(BASE, [f"die.hbm_bandwidth_bytes_per_s={factor}"], "--variant-scale")
-    a = float(np.asarray(evaluate_decode(BASE.hw, BASE.model, DecodeInputs(**p))["tpot_s"]).reshape(-1)[0])
-    b = float(np.asarray(evaluate_decode(v.hw, v.model, DecodeInputs(**p))["tpot_s"]).reshape(-1)[0])
+    a = float(np.asarray(evaluate_decode(BASE.hw, BASE.model, decode_inputs(**p))["tpot_s"]).reshape(-1)[0])
+    b = float(np.asarray(evaluate_decode(v.hw, v.model, decode_inputs(**p))["tpot_s"]).reshape(-1)[0])
     assert b >= a * (1 - SLACK)
 
 

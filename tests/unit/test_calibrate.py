@@ -16,10 +16,17 @@ from pathlib import Path
 import pytest
 
 from cmperf.errors import SpecError
+from cmperf.evaluation import estimate as _estimate
 from cmperf.specs.loader import load_hardware, load_model, parse_spec
 from cmperf.validation.calibrate import calibrate, write_calibrated
 from cmperf.validation.cases import fused_comm_time_s, gemm_time_flops
 from cmperf.validation.measurements import read_measurements
+
+
+def estimate(phase, hardware=None, model=None, opts=None):
+    """The result arrays of `cmperf.evaluation.estimate` for a phase, with fields given as a dict."""
+    return _estimate(phase, hardware, model, **(opts or {})).result
+
 
 REPO = Path(__file__).resolve().parents[2]
 ORIGINAL = REPO / "hardware" / "cloudmatrix384.toml"
@@ -160,11 +167,9 @@ def test_decode_measurement_fits_the_step_overhead(tmp_path, hw_copy):
     """End-to-end rows go through estimate(): a decode TPOT made with a known step overhead is fitted back."""
     true = 4.0e-4
     hw = load_hardware(str(hw_copy))
-    from cmperf.estimate import Options, estimate
-
     rows = []
     for batch, mb in ((8, 1), (32, 2)):
-        res = estimate("decode", str(hw_copy), "deepseek-r1", Options(batch=batch, microbatches=mb, sets={"overhead.decode_step_s": true}))
+        res = estimate("decode", str(hw_copy), "deepseek-r1", dict(batch=batch, microbatches=mb, sets={"overhead.decode_step_s": true}))
         rows.append(f"decode,{batch},{mb},tpot_ms,{float(res['tpot_s']) * 1e3!r},ms")
     path = tmp_path / "d.csv"
     path.write_text("kind,batch,microbatches,metric,value,unit\n" + "\n".join(rows) + "\n")

@@ -21,12 +21,30 @@ from pytest import approx
 from cmperf.comm.collectives import fused_moe_comm_time_s
 from cmperf.comm.planes import transfer_time_s
 from cmperf.compose.decode import (
-    DecodeInputs, _attention_ops, _moe_ops, evaluate_decode, pipelines, split_choices, straggler_wait_s, stream_shares,
+    _attention_ops, _moe_ops, evaluate_decode, pipelines, split_choices, straggler_wait_s, stream_shares,
 )
 from cmperf.compose.ops import Die
 from cmperf.costs.elementwise import elementwise_cost
-from cmperf.estimate import Options, estimate, scalar
+from cmperf.evaluation import default_inputs
+from cmperf.evaluation import estimate as evaluate_deployment
 from cmperf.specs.loader import load_hardware, load_model
+
+
+def DecodeInputs(**kw):  # noqa: N802  (the paper's decode inputs with some fields changed)
+    return default_inputs("decode", **kw)
+
+
+def scalar(x) -> float:
+    return float(np.asarray(x).reshape(-1)[0])
+
+
+def estimate(phase, opts=None):
+    """The single-deployment result dict of `cmperf estimate PHASE` with some options."""
+    return evaluate_deployment(phase, **(opts or {})).result
+
+
+def Options(attn_cores=None, **kw):  # noqa: N802
+    return {**kw, **({"attention_matrix_cores": attn_cores} if attn_cores is not None else {})}
 
 HW = load_hardware("cloudmatrix384")
 MODEL = load_model("deepseek-r1")
@@ -249,3 +267,31 @@ def _without_step(tmp_path):
     p = tmp_path / "cm.toml"
     p.write_text("\n".join(lines))
     return str(p)
+
+
+def test_a_grid_of_core_splits_equals_each_split_alone():
+    from cmperf.evaluation import evaluate
+    from cmperf.specs.deployment_file import load_deployment
+
+    src = load_deployment("cm384-paper-decode")
+    cores = np.array([8.0, 16.0, 20.0])
+    grid = evaluate(HW, MODEL, src.workload, src.deployment.with_fields(microbatches=2, attention_matrix_cores=cores))
+    for i, a in enumerate(cores):
+        one = evaluate_deployment("decode", microbatches=2, attention_matrix_cores=int(a))
+        assert float(np.asarray(grid.latency_s)[i]) == approx(float(one.latency_s), rel=1e-12)
+        assert not one.result["pipeline_chosen"]
+
+
+def test_a_grid_leaving_the_pipeline_open_chooses_as_each_deployment_alone():
+    from cmperf.evaluation import evaluate
+    from cmperf.specs.deployment_file import load_deployment
+
+    src = load_deployment("cm384-paper-decode")
+    batches = np.array([8.0, 96.0])
+    grid = evaluate(HW, MODEL, src.workload, src.deployment.with_fields(batch=batches))
+    for i, b in enumerate(batches):
+        one = evaluate_deployment("decode", batch=int(b))
+        assert one.result["pipeline_chosen"]
+        assert float(np.asarray(grid.latency_s)[i]) == approx(float(one.latency_s), rel=1e-12)
+        assert float(np.asarray(grid.deployment.microbatches)[i]) == one.deployment.microbatches
+        assert float(np.asarray(grid.deployment.attention_matrix_cores)[i]) == one.deployment.attention_matrix_cores

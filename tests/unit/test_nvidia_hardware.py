@@ -16,9 +16,15 @@ import numpy as np
 import pytest
 from scipy.optimize import least_squares
 
-from cmperf.estimate import Options, estimate
+from cmperf.evaluation import estimate as _estimate
 from cmperf.specs.loader import load_hardware
 from cmperf.specs.schema import HARDWARE_FIELDS
+
+
+def estimate(phase, hardware=None, model=None, opts=None):
+    """The result arrays of `cmperf.evaluation.estimate` for a phase, with fields given as a dict."""
+    return _estimate(phase, hardware, model, **(opts or {})).result
+
 
 REPO = Path(__file__).resolve().parents[2]
 NVIDIA = ("h800", "h100", "h20", "h200", "b200", "gb200-nvl72")
@@ -92,7 +98,7 @@ def _size(name: str) -> int:
 @pytest.mark.parametrize("name", NVIDIA)
 def test_decode_estimate_is_finite_on_every_file(name):
     n = _size(name)
-    res = estimate("decode", hw_path(name), "deepseek-r1", Options(devices=n, ep=n))
+    res = estimate("decode", hw_path(name), "deepseek-r1", dict(devices=n, ep=n))
     for key in ("tokens_per_s_per_device", "tpot_s", "step_s"):
         v = float(np.asarray(res[key]).reshape(-1)[0])
         assert math.isfinite(v) and v > 0, (key, v)
@@ -100,7 +106,7 @@ def test_decode_estimate_is_finite_on_every_file(name):
 
 @pytest.mark.parametrize("name", NVIDIA)
 def test_prefill_estimate_is_finite_on_every_file(name):
-    res = estimate("prefill", hw_path(name), "deepseek-r1", Options(devices=32, ep=32))
+    res = estimate("prefill", hw_path(name), "deepseek-r1", dict(devices=32, ep=32))
     v = float(np.asarray(res["tokens_per_s_per_device"]).reshape(-1)[0])
     assert math.isfinite(v) and v > 0
 
@@ -110,7 +116,7 @@ def test_prefill_estimate_is_finite_on_every_file(name):
 
 def test_h800_decode_deepseek_profile_setting_is_finite_and_positive():
     # DeepSeek's profile run: EP128, 128 requests per GPU, KV 4,096 (here without MTP).
-    res = estimate("decode", hw_path("h800"), "deepseek-r1", Options(devices=128, ep=128, batch=128, kv_len=4096, mtp=0))
+    res = estimate("decode", hw_path("h800"), "deepseek-r1", dict(devices=128, ep=128, batch=128, kv_len=4096, mtp=0))
     tps = float(np.asarray(res["tokens_per_s_per_device"]).reshape(-1)[0])
     tpot = float(np.asarray(res["tpot_s"]).reshape(-1)[0])
     assert math.isfinite(tps) and tps > 0
@@ -122,7 +128,7 @@ def test_h800_decode_deepseek_profile_setting_is_finite_and_positive():
 
 def test_h800_prefill_deepseek_profile_setting_is_finite_and_positive():
     # DeepSeek's prefill unit: EP32, 16,384 tokens per GPU, 4,096-token prompts.
-    res = estimate("prefill", hw_path("h800"), "deepseek-r1", Options(devices=32, ep=32))
+    res = estimate("prefill", hw_path("h800"), "deepseek-r1", dict(devices=32, ep=32))
     tps = float(np.asarray(res["tokens_per_s_per_device"]).reshape(-1)[0])
     assert math.isfinite(tps) and tps > 0
     assert bool(np.asarray(res["fits"]).reshape(-1)[0])

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmperf.compose.decode import DecodeInputs, evaluate_decode, pipelines
-from cmperf.compose.prefill import PrefillInputs, evaluate_prefill
+from cmperf.compose.decode import evaluate_decode, pipelines
+from cmperf.compose.prefill import evaluate_prefill
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.report.files import write_run_dir
 from cmperf.solve.search import (
@@ -28,6 +28,15 @@ from cmperf.solve.plan import PlanRequest, plan
 from cmperf.solve.sizing import best_split
 from cmperf.solve.space import MICROBATCH_CHOICES, PREFILL_TOKENS_CHOICES, batch_grid, structures
 from cmperf.specs.loader import load_hardware, load_model
+from cmperf.evaluation import default_inputs
+
+
+def decode_inputs(**kw):
+    return default_inputs("decode", **kw)
+
+
+def prefill_inputs(**kw):
+    return default_inputs("prefill", **kw)
 
 HW = load_hardware("cloudmatrix384")
 MODEL = load_model("deepseek-r1")
@@ -69,7 +78,7 @@ def brute_decode():
     tpot, tps, ok = [], [], []
     for flat in flats:
         s, tp, p, k, b = np.unravel_index(flat, shape)
-        inp = DecodeInputs(
+        inp = decode_inputs(
             devices=float(st.devices[s]), ep=float(st.ep[s]), redundant=float(st.redundant[s]), attn_tp=float((1, 2, 4, 8)[tp]),
             microbatches=float(pipes[p][0]), attn_cores=float(pipes[p][1]), mtp=float(mtps[k]), batch=float(batches[b]), kv_len=kv_len,
             mtp_acceptance=ACCEPTANCE, eplb_perfect=False, extra={"max_context": INPUT_LEN + OUTPUT_LEN},
@@ -87,7 +96,7 @@ def brute_prefill():
     toks = [t for t in PREFILL_TOKENS_CHOICES if t >= HW["package.dies"]]
     ttft, tps, ok = [], [], []
     for s, tp, mb, tok in itertools.product(range(len(st)), (1, 2, 4, 8), MICROBATCH_CHOICES, toks):
-        inp = PrefillInputs(
+        inp = prefill_inputs(
             devices=float(st.devices[s]), ep=float(st.ep[s]), redundant=float(st.redundant[s]), attn_tp=float(tp),
             microbatches=float(mb), tokens_per_device=float(tok), input_len=INPUT_LEN, mtp=1, prefix_hit=0.0,
             cache_path="ub", eplb_perfect=False,
@@ -152,7 +161,7 @@ def test_decode_argmax_under_slo_equals_brute_force(small_decode, brute_decode, 
     assert g.metric.reshape(-1)[top[0]] == pytest.approx(g.metric.reshape(-1)[i], rel=REL)
     # ... and the winner, run alone with scalar inputs, gives the same throughput.
     p = params_at(g, top[0])
-    alone = evaluate_decode(HW, MODEL, DecodeInputs(
+    alone = evaluate_decode(HW, MODEL, decode_inputs(
         devices=p["devices"], ep=p["ep"], redundant=p["redundant"], attn_tp=p["attn_tp"], microbatches=p["microbatches"],
         attn_cores=p["attn_cores"], mtp=p["mtp"], batch=p["batch"], kv_len=INPUT_LEN + OUTPUT_LEN / 2.0, mtp_acceptance=ACCEPTANCE,
         extra={"max_context": INPUT_LEN + OUTPUT_LEN}))

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cmperf.cli import app
-from cmperf.solve.plan import PAPER_DECODE, PlanRequest, plan
+from cmperf.solve.plan import PlanRequest, paper_deployment, plan
 from cmperf.solve.search import best_by_devices, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
 from cmperf.solve.sizing import TIE_BREAK_PER_DEVICE, best_split
 from cmperf.solve.space import max_instance_devices, structures
@@ -40,7 +40,7 @@ def pair():
     plain = streamed(_decode, st, per, SLOS, 3, frontier=True, chunk_bytes=chunk)
     kept = {(d, r) for d, r in zip(plain.axes["structure"].devices, plain.axes["structure"].redundant)}
     extra = next({"devices": d, "ep": e, "redundant": r} for d, e, r in zip(st.devices, st.ep, st.redundant) if (d, r) not in kept)
-    small = streamed(_decode, st, per, SLOS, 3, keep=[PAPER_DECODE, extra], frontier=True, chunk_bytes=chunk)
+    small = streamed(_decode, st, per, SLOS, 3, keep=[paper_deployment("decode"), extra], frontier=True, chunk_bytes=chunk)
     return dense, small, extra
 
 
