@@ -34,8 +34,21 @@ class Provenance:
     note: str = ""
 
 
+class ValueAccess:
+    """Read access to a `values` mapping by dotted key."""
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def has(self, key: str) -> bool:
+        return key in self.values
+
+
 @dataclass(frozen=True)
-class Spec:
+class Spec(ValueAccess):
     """A validated description: flat dotted keys to values, each with its provenance."""
 
     kind: str  # "hardware" or "model"
@@ -47,14 +60,6 @@ class Spec:
     sources: Mapping[str, Mapping[str, str]]
     overridden: tuple[str, ...] = field(default=())
 
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def has(self, key: str) -> bool:
-        return key in self.values
 
     @property
     def fields(self) -> dict[str, Field]:
@@ -143,20 +148,11 @@ _WITHIN = [
 ]
 
 
-class _Values:
+class _Values(ValueAccess):
     """Just enough of a Spec for the functions of `derived` to run on values not yet checked."""
 
     def __init__(self, values: Mapping[str, Any]):
         self.values = values
-
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def has(self, key: str) -> bool:
-        return key in self.values
 
 
 def check_derived(kind: str, values: Mapping[str, Any], where: str, changed: tuple[str, ...] = ()) -> None:
