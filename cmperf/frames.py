@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
 
-class Frame:
+class Frame(ABC):
     """A result that can be read as flat records and as a pandas DataFrame."""
 
+    @abstractmethod
     def to_records(self) -> list[dict]:
-        raise NotImplementedError
+        """The result as flat records, one dict per row."""
 
     def to_frame(self):
         """`to_records()` as a pandas DataFrame (pandas is imported here, not before)."""

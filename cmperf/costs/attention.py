@@ -98,13 +98,8 @@ def _indexer_decode_ops(die, model, s, scope, t, r, kv_len):
     then a top-k over L scores per token. Source: DeepSeek-V3.2-Exp (github.com/deepseek-ai/
     DeepSeek-V3.2-Exp, inference/model.py Indexer). Assumes: the indexer is not split over TP.
     """
-    d, qr = model["arch.hidden_size"], model["attention.q_lora_rank"]
-    hi, di = model["attention.index_n_heads"], model["attention.index_head_dim"]
-    mm, idx = model["precision.matmul"], model["precision.index_cache"]
-    ib = DTYPE_BYTES[idx]
-    return [
-        die.matmul("indexer q up-projection", s, scope, t, qr, hi * di, mm, mm),
-        die.matmul("indexer k + head weights", s, scope, t, d, di + hi, mm, mm),
+    hi, di, idx, ib = _indexer_shape(model)
+    return _indexer_projections(die, model, s, scope, t) + [
         die.vector("indexer key write", s, scope, t * di, *elementwise_cost("kv_write", model)),
         die.attention("indexer scores (every cached token)", s, scope, 2.0 * hi * di * kv_len * t,
                       r * kv_len * di * ib + t * hi * di * ib, idx),
@@ -202,16 +197,27 @@ def mla_prefill_ops(die, model: Spec, scope, t, S, hit, tp, _sparse=False):
     return ops
 
 
+def _indexer_shape(model: Spec):
+    """(indexer heads H_I, head dim d_I, index-cache dtype, its bytes per element)."""
+    idx = model["precision.index_cache"]
+    return model["attention.index_n_heads"], model["attention.index_head_dim"], idx, DTYPE_BYTES[idx]
+
+
+def _indexer_projections(die, model: Spec, stream, scope, t, label=""):
+    """The indexer's query up-projection (d_q -> H_I d_I) and key + head-weight projection (d -> d_I + H_I)."""
+    hi, di, _, _ = _indexer_shape(model)
+    mm = model["precision.matmul"]
+    return [
+        die.matmul(f"indexer q up-projection{label}", stream, scope, t, model["attention.q_lora_rank"], hi * di, mm, mm),
+        die.matmul(f"indexer k + head weights{label}", stream, scope, t, model["arch.hidden_size"], di + hi, mm, mm),
+    ]
+
+
 def _indexer_prefill_ops(die, model, c, scope, t, mean_ctx):
     """DSA indexer in prefill: every new token scores the L_mean keys before it (causal),
     2 H_I d_I L_mean t FLOPs, then a top-k over L_mean scores; keys read once per token block."""
-    d, qr = model["arch.hidden_size"], model["attention.q_lora_rank"]
-    hi, di = model["attention.index_n_heads"], model["attention.index_head_dim"]
-    mm, idx = model["precision.matmul"], model["precision.index_cache"]
-    ib = DTYPE_BYTES[idx]
-    return [
-        die.matmul("indexer q up-projection (SP)", c, scope, t, qr, hi * di, mm, mm),
-        die.matmul("indexer k + head weights (SP)", c, scope, t, d, di + hi, mm, mm),
+    hi, di, idx, ib = _indexer_shape(model)
+    return _indexer_projections(die, model, c, scope, t, " (SP)") + [
         die.attention("indexer scores (causal)", c, scope, 2.0 * hi * di * mean_ctx * t, t * (hi + 1) * di * ib, idx),
         die.vector("indexer top-k selection", c, scope, t * mean_ctx, *elementwise_cost("topk", model)),
     ]

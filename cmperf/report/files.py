@@ -55,7 +55,7 @@ def clean_stale(parent: Path, prefix: str, now: float | None = None) -> list[Pat
         if not e.name.startswith(".") or not e.is_dir(follow_symlinks=False):
             continue
         m = _OURS.match(e.name)
-        # Earlier versions' names: mkdtemp's .PREFIX-XXXXXXXX and the .PREFIX-TAG.old-PID of --overwrite.
+        # Earlier versions' names: mkdtemp's .PREFIX- plus 8 random characters, and .PREFIX-TAG.old-PID of --overwrite.
         legacy = re.fullmatch(rf"\.{re.escape(prefix)}-([a-z0-9_]{{8}}|.+\.old-\d+)", e.name)
         if not m and not legacy:
             continue

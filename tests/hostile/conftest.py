@@ -83,15 +83,16 @@ def settings_for(n: int):
     return settings(max_examples=deep or n, deadline=None, derandomize=not deep, suppress_health_check=list(HealthCheck), database=None)
 
 
-def check_contract(code: int, out: str, err: str) -> None:
+def check_contract(code: int, out: str, err: str) -> int:
     """Any CLI run: exit 0, or exit 1/2 with exactly one `cmperf: error:` line; never a traceback or
-    a raw control character."""
+    a raw control character. Returns the exit code."""
     assert "Traceback" not in err and "Traceback" not in out
     assert_terminal_safe(out + err)
     if code != 0:
         assert code in (1, 2), (code, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("cmperf: error: "), err
+    return code
 
 
 def finite_result(res: dict, phase: str) -> None:

@@ -20,7 +20,7 @@ VALUES = st.sampled_from(HOSTILE_NUMBERS + WORDS)
 @given(st.sampled_from(["decode", "prefill"]), st.lists(st.tuples(st.sampled_from(ESTIMATE_OPTIONS), VALUES), max_size=3))
 def test_fuzz_estimate_options(phase, pairs):
     args = ["estimate", phase, *[x for pair in pairs for x in pair]]
-    check_contract(*run_cli(*args))
+    assert check_contract(*run_cli(*args)) in (0, 1, 2)
 
 
 PLAN_OPTIONS = ["--tpot", "--ttft", "--input-len", "--output-len", "--mtp-acceptance", "--devices", "--top", "--eplb", "--prefix-hit",
@@ -37,11 +37,11 @@ def test_fuzz_plan_and_whatif_options(pairs, command):
     if command == "capacity":
         pairs = [(o if o != "--top" else "--rate", v) for o, v in pairs if o != "--devices"]
     args = [command, "--no-write", *extra, *[x for pair in pairs for x in pair]]
-    check_contract(*run_cli(*args))
+    assert check_contract(*run_cli(*args)) in (0, 1, 2)
 
 
 @settings_for(25)
 @given(st.sampled_from([["hardware", "show"], ["model", "show"], ["hardware", "list"], ["validate", "--published"],
                         ["calibrate"], ["sweep"], ["compare", "--variant-set"], ["compare", "--variant-scale"]]), VALUES)
 def test_fuzz_other_commands(cmd, value):
-    check_contract(*run_cli(*cmd, value, *(["--no-write"] if cmd[0] in ("calibrate", "sweep", "compare") else [])))
+    assert check_contract(*run_cli(*cmd, value, *(["--no-write"] if cmd[0] in ("calibrate", "sweep", "compare") else []))) in (0, 1, 2)
