@@ -10,13 +10,15 @@ groups of `attn_tp` dies); the MoE runs expert-parallel over `ep` dies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from cmperf.comm.collectives import bulk_comm_time_s, fused_moe_comm_time_s
 from cmperf.compose.memory import activation_bytes, comm_buffer_bytes, kv_bytes_per_token, weight_bytes_per_die
-from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s, stream_time_s
+from cmperf.compose.ops import Die, Op, layer_time_and_fill_s, pipelined_layer_time_s, stream_time_s, total
 from cmperf.costs import attention
 from cmperf.costs.roofline import LATENCY
 from cmperf.costs.elementwise import elementwise_cost
@@ -59,10 +61,43 @@ def expected_tokens_per_step(mtp, acceptance):
     return np.where(k > 0, geometric, 1.0)
 
 
+_SHARED: ContextVar[dict | None] = ContextVar("cmperf_decode_shared_ops", default=None)
+
+
+@contextmanager
+def shared_operators():
+    """Within this block, decode evaluations build each operator list that does not depend on the
+    expert placement (attention, dense FFN, LM head) once and reuse it: a search that evaluates its
+    grid a chunk of structures at a time pays for those operators once, not once per chunk."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _fingerprint(*arrays) -> tuple:
+    return tuple((np.shape(a), hash(np.ascontiguousarray(a, dtype=float).tobytes())) for a in arrays)
+
+
+def _placement_free(key: tuple, build, *arrays):
+    """`build()`, or, inside `shared_operators`, the list built before for the same key and input
+    arrays (fresh `Op` rows over the same arrays: callers set `calls` on their own)."""
+    memo = _SHARED.get()
+    if memo is None:
+        return build()
+    full = key + _fingerprint(*arrays)
+    if full not in memo:
+        memo[full] = build()
+    return [replace(op) for op in memo[full]]
+
+
 def _attention_ops(die: Die, model: Spec, scope, t, r, kv_len, tp, extra_proj=False):
     """Stream-0 operators for t tokens of r requests on one die: the model's attention kind
     (`costs.attention`: absorbed MLA, sparse MLA or GQA, tensor-parallel over `tp` dies)."""
-    return attention.decode_ops(die, model, scope, t, r, kv_len, tp, extra_proj)
+    return _placement_free(("attention", id(die.hw), id(model), scope, extra_proj),
+                           lambda: attention.decode_ops(die, model, scope, t, r, kv_len, tp, extra_proj),
+                           t, r, kv_len, tp, die.matrix_share, die.vector_share)
 
 
 def straggler_wait_s(hw: Spec, work_s, ranks):
@@ -114,7 +149,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_
         die.vector("top-k routing", s, scope, t * E, *elementwise_cost("topk", model)),
         die.vector("routing init (sort token-expert pairs)", s, scope, t * k, *elementwise_cost("routing_init", model)),
     ]
-    pre = pre_sync_s + sum(o.time_s for o in ops)
+    pre = pre_sync_s + total(o.time_s for o in ops)
     ops += [
         _wait_op(s, scope, "wait for the slowest rank (dispatch)", straggler_wait_s(hw, pre, ep)),
         die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, dmsg, ep, "dispatch", die.vector_share, local_tokens=t), msgs * dmsg),
@@ -135,8 +170,8 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_
         die.vector("SwiGLU, quantisation", s, scope, shared_rows * 2 * inter, *elementwise_cost("swiglu_quant", model)),
         die.matmul("experts down (grouped)", s, scope, shared_rows, inter, d, mm, mm),
     ] if S else r_ops  # no shared expert: the routed experts always bind
-    r_total = sum(o.time_s for o in r_ops)
-    sh_total = np.where(pl["dedicated"] & (S > 0), sum(o.time_s for o in sh_ops), 0.0)
+    r_total = total(o.time_s for o in r_ops)
+    sh_total = np.where(pl["dedicated"] & (S > 0), total(o.time_s for o in sh_ops), 0.0)
     routed_binds = r_total >= sh_total
     for ro, so in zip(r_ops, sh_ops):
         ops.append(Op(
@@ -286,7 +321,9 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     mtp_runs = min(n_mtp_modules, 1)
     kv_len = np.asarray(inp.kv_len, float)
 
-    dense_ops = _attention_ops(att_die, model, "dense layers", t, r, kv_len, tp) + _dense_ffn_ops(moe_die, model, "dense layers", t, dv.dense_ffn_tp(model, tp))
+    ffn_tp = dv.dense_ffn_tp(model, tp)
+    dense_ops = _attention_ops(att_die, model, "dense layers", t, r, kv_len, tp) + _placement_free(
+        ("dense FFN", id(hw), id(model)), lambda: _dense_ffn_ops(moe_die, model, "dense layers", t, ffn_tp), t, ffn_tp, moe_die.matrix_share, moe_die.vector_share)
     moe_att = _attention_ops(att_die, model, "MoE layers", t, r, kv_len, tp)
     moe_ffn, aux = _ffn_ops(moe_die, model, "MoE layers", t, inp, dies, stream_time_s(moe_att, "attention"))
     moe_ops = moe_att + moe_ffn
@@ -297,9 +334,9 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
 
     hbm_bw = full.hbm_bw
     w_dense = pipelined_layer_time_s(dense_ops, STREAMS, n, hbm_bw)
-    w_moe = pipelined_layer_time_s(moe_ops, STREAMS, n, hbm_bw)
-    w_mtp = pipelined_layer_time_s(mtp_ops, STREAMS, n, hbm_bw)
-    fill = pipeline_fill_s(moe_ops, STREAMS, n) + k * pipeline_fill_s(mtp_ops, STREAMS, n)
+    w_moe, fill_moe = layer_time_and_fill_s(moe_ops, STREAMS, n, hbm_bw)
+    w_mtp, fill_mtp = layer_time_and_fill_s(mtp_ops, STREAMS, n, hbm_bw)
+    fill = fill_moe + k * fill_mtp
     w_moe = w_moe - single_batch_hidden_s(moe_die, model, moe_ffn, t, aux["placement"]["dedicated"], n)
     w_mtp = w_mtp - single_batch_hidden_s(moe_die, model, mtp_ffn, r, aux["placement"]["dedicated"], n)
 
@@ -336,7 +373,7 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     mem["dispatch/combine buffers"] = comm_buffer_bytes(inp.ep, b * q, pl["experts_per_rank"], dv.moe_shape(model)["k"], dmsg, cmsg)
     mem["activations"] = activation_bytes(model, b * q)
     mem["reserve"] = hw["memory.reserve_bytes_per_die"]
-    used = sum(mem.values())
+    used = total(mem.values())
     cap = hw["die.hbm_capacity_bytes"]
     # Largest batch per device that fits: every batch-dependent term is linear in b.
     per_req = (mem["KV cache"] + mem["dispatch/combine buffers"] + mem["activations"]) / np.maximum(b, 1e-12)
@@ -365,6 +402,6 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
         "valid": valid,
         "feasible": valid & (used <= cap),
         "aux": aux,
-        "attention_stream_s": sum(o.time_s for o in moe_att),
-        "moe_stream_s": sum(o.time_s for o in moe_ffn),
+        "attention_stream_s": stream_time_s(moe_att, "attention"),
+        "moe_stream_s": stream_time_s(moe_ffn, "moe"),
     }

@@ -106,8 +106,14 @@ class Die:
         return Op(name, stream, scope, t, np.zeros_like(t), np.zeros_like(t), np.full(t.shape, COMM), comm_bytes=comm_bytes, engine="link", full_die_time_s=0.0)
 
 
+def total(terms):
+    """Sum of broadcastable arrays, left to right (the order is part of the result: a grid point and
+    the same deployment evaluated alone add the same terms in the same order)."""
+    return sum(terms, start=np.float64(0.0))
+
+
 def stream_time_s(ops, stream):
-    return sum((op.time_s for op in ops if op.stream == stream), start=np.float64(0.0))
+    return total(op.time_s for op in ops if op.stream == stream)
 
 
 def pipelined_layer_time_s(ops, streams, microbatches, hbm_bw):
@@ -121,13 +127,18 @@ def pipelined_layer_time_s(ops, streams, microbatches, hbm_bw):
     min(A, B), is paid once per forward pass (see `pipeline_fill_s`).
     Source: the paper's two-stream decode and prefill pipelines; bounds per scaling-book.
     """
+    return layer_time_and_fill_s(ops, streams, microbatches, hbm_bw)[0]
+
+
+def layer_time_and_fill_s(ops, streams, microbatches, hbm_bw):
+    """(`pipelined_layer_time_s`, `pipeline_fill_s`) of one layer, each stream summed once."""
     a = stream_time_s(ops, streams[0])
     b = stream_time_s(ops, streams[1])
     n = np.asarray(microbatches, dtype=float)
-    r_hbm = sum((op.hbm_bytes for op in ops), start=np.float64(0.0)) / hbm_bw
-    r_mat = sum((op.full_die_time_s for op in ops if op.engine == "matrix"), start=np.float64(0.0))
+    r_hbm = total(op.hbm_bytes for op in ops) / hbm_bw
+    r_mat = total(op.full_die_time_s for op in ops if op.engine == "matrix")
     overlapped = n * np.maximum(np.maximum(a, b), np.maximum(r_hbm, r_mat))
-    return np.where(n <= 1, a + b, overlapped)
+    return np.where(n <= 1, a + b, overlapped), np.where(n > 1, np.minimum(a, b), 0.0)
 
 
 def pipeline_fill_s(ops, streams, microbatches):

@@ -120,15 +120,29 @@ def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, who
     return t
 
 
+def _natural_width(table) -> int:
+    """The width the table takes unwrapped: each column as wide as its widest one-line cell or
+    header, plus one space of padding either side and a border between and around the columns."""
+    from rich.cells import cell_len
+
+    return sum(max([cell_len(str(c.header))] + [cell_len(str(x)) for x in c._cells]) + 3 for c in table.columns) + 1
+
+
 def _fits(width: int, table) -> bool:
-    """Whether rich draws the table whole at this width: rich crops the right edge of a table
-    whose columns cannot shrink enough, so a line that does not end on a border was cut."""
+    """Whether rich draws the table whole at this width: the column widths rich settles on (each at
+    least its minimum: a number's full width, a word) plus borders and padding within the width;
+    past it rich crops the right edge."""
+    if _natural_width(table) <= width:
+        return True  # drawn unwrapped: nothing to check
     from rich.console import Console
 
-    buf = io.StringIO()
-    Console(width=width, file=buf, color_system=None, highlight=False).print(table)
-    rows = [ln.rstrip() for ln in buf.getvalue().splitlines() if ln[:1] in "┏┃┡│└"]
-    return all(ln[-1] in "┓┃┩│┘" for ln in rows if ln)
+    console = Console(width=width, file=io.StringIO(), color_system=None, highlight=False)
+    try:
+        return sum(table._calculate_column_widths(console, console.options)) + table._extra_width <= width
+    except AttributeError:  # a rich without these internals: draw it and look at the right edge
+        console.print(table)
+        rows = [ln.rstrip() for ln in console.file.getvalue().splitlines() if ln[:1] in "┏┃┡│└"]
+        return all(ln[-1] in "┓┃┩│┘" for ln in rows if ln)
 
 
 def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None,

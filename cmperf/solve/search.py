@@ -166,6 +166,10 @@ def limit_reason(grid: Grid, flat_index: int, slo_s: float | None) -> str:
     return "throughput peaks here"
 
 
+#: Latency bins of the frontier's pre-filter (any count gives the same frontier; more prune more).
+PARETO_BINS = 4096
+
+
 def pareto_front(grid: Grid) -> np.ndarray:
     """Flat indices of the feasible decode points no other point beats on both TPOT and tokens/s."""
     # Only a deployment's best point per latency matters: keep, per deployment, the points along
@@ -177,14 +181,16 @@ def pareto_front(grid: Grid) -> np.ndarray:
     lat = grid.latency_s.reshape(-1)[sel]
     thr = grid.metric.reshape(-1)[sel]
     idx = np.flatnonzero(sel)
-    # Drop points a coarse staircase (built from a sample) already beats at lower latency: a
-    # frontier point is beaten by nothing, so it always survives; the exact pass then sorts few.
+    # Drop points that a point of a strictly lower latency bin already matches: a frontier point is
+    # beaten by nothing, so it always survives; the exact pass then sorts few. Bins are a monotone
+    # map of latency, so a lower bin means a strictly lower latency.
     if len(lat) > 4096:
-        s_order = np.argsort(lat[::64])
-        s_lat = lat[::64][s_order]
-        s_best = np.maximum.accumulate(thr[::64][s_order])
-        pos = np.searchsorted(s_lat, lat, side="left") - 1
-        beaten = (pos >= 0) & (thr <= s_best[np.maximum(pos, 0)])
+        lo, span = lat.min(), lat.max() - lat.min()
+        bins = ((lat - lo) * (PARETO_BINS / span)).astype(np.intp) if span > 0 else np.zeros(len(lat), np.intp)
+        best = np.full(PARETO_BINS + 1, -np.inf)
+        np.maximum.at(best, bins, thr)
+        below = np.concatenate([[-np.inf], np.maximum.accumulate(best)[:-1]])
+        beaten = thr <= below[bins]
         lat, thr, idx = lat[~beaten], thr[~beaten], idx[~beaten]
     order = np.lexsort((-thr, lat))
     lat, thr, idx = lat[order], thr[order], idx[order]

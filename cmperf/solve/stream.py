@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from cmperf.solve.search import Grid, best_by_devices, decode_grid, pareto_front, prefill_grid, ranked
-from cmperf.compose.decode import pipelines
+from cmperf.compose.decode import pipelines, shared_operators
 from cmperf.solve.space import (
     ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, batch_grid, structures,
 )
@@ -84,6 +84,11 @@ def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(),
     n = chunk_structures(per_structure, chunk_bytes)
     if len(st) <= n:
         return build(st)
+    with shared_operators():
+        return _streamed(build, st, n, slos, top, keep, frontier)
+
+
+def _streamed(build, st: Structures, n: int, slos, top: int, keep, frontier: bool) -> Grid:
     parts, searched = [], 0
     for lo in range(0, len(st), n):
         grid = build(st.take(slice(lo, lo + n)))
