@@ -265,15 +265,13 @@ def pipeline_choices(hw: Spec, d: Deployment) -> list[tuple]:
 
 def _best_pipeline(hardware: Spec, model: Spec, workload: Workload, d: Deployment) -> Deployment:
     """The decode deployment at the allowed pipeline (microbatches, core split) with the lowest TPOT
-    (the first such in `pipeline_choices` order)."""
-    best, best_tpot = None, None
-    for n, a in pipeline_choices(hardware, d):
-        trial = replace(d, microbatches=n, attention_matrix_cores=a)
-        res = evaluate_decode(hardware, model, model_inputs(workload, trial))
-        tpot = float(np.asarray(res["tpot_s"]).reshape(-1)[0])
-        if best is None or tpot < best_tpot:
-            best, best_tpot = trial, tpot
-    return best
+    (the first such in `pipeline_choices` order), every choice evaluated in one broadcast call."""
+    choices = pipeline_choices(hardware, d)
+    n, a = (np.array(x, dtype=float) for x in zip(*choices))
+    res = evaluate_decode(hardware, model, model_inputs(workload, replace(d, microbatches=n, attention_matrix_cores=a)))
+    tpot = np.broadcast_to(np.asarray(res["tpot_s"], dtype=float), n.shape)
+    best_n, best_a = choices[int(np.argmin(tpot))]
+    return replace(d, microbatches=best_n, attention_matrix_cores=best_a)
 
 
 def _best_pipeline_grid(hardware: Spec, model: Spec, workload: Workload, d: Deployment) -> Deployment:

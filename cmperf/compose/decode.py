@@ -117,7 +117,8 @@ def straggler_wait_s(hw: Spec, work_s, ranks):
 
 def _wait_op(stream, scope, name, time_s):
     t = np.asarray(time_s, dtype=float)
-    return Op(name, stream, scope, t, np.zeros_like(t), np.zeros_like(t), np.full(t.shape, LATENCY), engine="sync", full_die_time_s=0.0)
+    zero = np.broadcast_to(np.float64(0.0), t.shape)  # a wait moves no data and does no work
+    return Op(name, stream, scope, t, zero, zero, np.broadcast_to(np.int64(LATENCY), t.shape), engine="sync", full_die_time_s=0.0)
 
 
 def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_s=0.0):

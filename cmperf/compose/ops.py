@@ -112,8 +112,24 @@ def total(terms):
     return sum(terms, start=np.float64(0.0))
 
 
+def grouped_total(ops, value, keep=None):
+    """Sum of `value(op)` over `ops` (those `keep` accepts): each stream's work first, its
+    synchronisation waits apart, then the groups, in the order they first appear.
+
+    The order is fixed by the operator list, so a grid point and the same deployment evaluated
+    alone still add the same numbers in the same order. Over a candidate grid it keeps the sums at
+    the few axes each group varies along (attention not on the expert placement, expert work not
+    on attention TP; only the waits on both) until the last additions.
+    """
+    groups: dict = {}
+    for op in ops:
+        if keep is None or keep(op):
+            groups.setdefault((op.stream, op.engine == "sync"), []).append(value(op))
+    return total(total(g) for g in groups.values())
+
+
 def stream_time_s(ops, stream):
-    return total(op.time_s for op in ops if op.stream == stream)
+    return grouped_total(ops, lambda op: op.time_s, lambda op: op.stream == stream)
 
 
 def pipelined_layer_time_s(ops, streams, microbatches, hbm_bw):
@@ -135,8 +151,8 @@ def layer_time_and_fill_s(ops, streams, microbatches, hbm_bw):
     a = stream_time_s(ops, streams[0])
     b = stream_time_s(ops, streams[1])
     n = np.asarray(microbatches, dtype=float)
-    r_hbm = total(op.hbm_bytes for op in ops) / hbm_bw
-    r_mat = total(op.full_die_time_s for op in ops if op.engine == "matrix")
+    r_hbm = grouped_total(ops, lambda op: op.hbm_bytes, lambda op: op.engine in ("matrix", "vector")) / hbm_bw
+    r_mat = grouped_total(ops, lambda op: op.full_die_time_s, lambda op: op.engine == "matrix")
     overlapped = n * np.maximum(np.maximum(a, b), np.maximum(r_hbm, r_mat))
     return np.where(n <= 1, a + b, overlapped), np.where(n > 1, np.minimum(a, b), 0.0)
 
