@@ -335,7 +335,8 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
 
     hbm_bw = full.hbm_bw
     w_dense = pipelined_layer_time_s(dense_ops, STREAMS, n, hbm_bw)
-    w_moe, fill_moe = layer_time_and_fill_s(moe_ops, STREAMS, n, hbm_bw)
+    moe_streams = []  # the MoE layer's attention and MoE stream times, per microbatch
+    w_moe, fill_moe = layer_time_and_fill_s(moe_ops, STREAMS, n, hbm_bw, moe_streams)
     w_mtp, fill_mtp = layer_time_and_fill_s(mtp_ops, STREAMS, n, hbm_bw)
     fill = fill_moe + k * fill_mtp
     w_moe = w_moe - single_batch_hidden_s(moe_die, model, moe_ffn, t, aux["placement"]["dedicated"], n)
@@ -357,7 +358,8 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
         op.calls = L_moe * n
     for op in mtp_ops:
         op.calls = k * n * mtp_runs
-    layers_wall = L_dense * w_dense + L_moe * w_moe + k * mtp_runs * w_mtp
+    walls = {"dense layers": L_dense * w_dense, "MoE layers": L_moe * w_moe, "MTP module": k * mtp_runs * w_mtp}
+    layers_wall = walls["dense layers"] + walls["MoE layers"] + walls["MTP module"]
     step = layers_wall + fill + sum(op.calls * op.time_s for op in serial) + overhead
     ept = expected_tokens_per_step(k, inp.mtp_acceptance)
     tpot = step / ept
@@ -386,7 +388,7 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
         "phase": "decode",
         "inputs": inp,
         "ops": dense_ops + moe_ops + mtp_ops + serial,
-        "layer_wall_s": {"dense layers": L_dense * w_dense, "MoE layers": L_moe * w_moe, "MTP module": k * mtp_runs * w_mtp},
+        "layer_wall_s": walls,
         "fill_s": fill,
         "overhead_s": overhead,
         "step_s": step,
@@ -403,6 +405,6 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
         "valid": valid,
         "feasible": valid & (used <= cap),
         "aux": aux,
-        "attention_stream_s": stream_time_s(moe_att, "attention"),
-        "moe_stream_s": stream_time_s(moe_ffn, "moe"),
+        "attention_stream_s": moe_streams[0],
+        "moe_stream_s": moe_streams[1],
     }

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cmperf.costs.roofline import COMM, matmul_efficiency, roofline_time_s
+from cmperf.costs.roofline import COMM, matmul_efficiency, roofline_only_s, roofline_time_s
 from cmperf.specs.derived import matmul_compute_frac, matmul_kernel_fixed_s, matrix_peak_flops_per_s, small_m_tile_rows
 from cmperf.specs.loader import Spec
 from cmperf.units import DTYPE_BYTES
@@ -63,7 +63,7 @@ class Die:
         occ, bw = self._waves(m, n, groups, self.matrix_share)
         occ_full, bw_full = self._waves(m, n, groups, 1.0)
         t, bound = roofline_time_s(flops, bytes_, full_peak * self.matrix_share * occ, bw, self.latency + matmul_kernel_fixed_s(hw))
-        t_full, _ = roofline_time_s(flops, bytes_, full_peak * occ_full, bw_full)
+        t_full = roofline_only_s(flops, bytes_, full_peak * occ_full, bw_full)
         return Op(name, stream, scope, t, flops, bytes_, bound, engine="matrix", full_die_time_s=t_full)
 
     def _waves(self, m, n, groups, share):
@@ -89,7 +89,7 @@ class Die:
         hw = self.hw
         peak = matrix_peak_flops_per_s(hw, dtype) * hw["efficiency.attention_compute_frac"] * self.clock_frac
         t, bound = roofline_time_s(flops, bytes_, peak * self.matrix_share, self.hbm_bw, self.latency)
-        t_full, _ = roofline_time_s(flops, bytes_, peak, self.hbm_bw)
+        t_full = roofline_only_s(flops, bytes_, peak, self.hbm_bw)
         return Op(name, stream, scope, t, np.asarray(flops, float), np.asarray(bytes_, float), bound, engine="matrix", full_die_time_s=t_full)
 
     def vector(self, name, stream, scope, elements, flops_per_element, bytes_per_element):
@@ -98,7 +98,7 @@ class Die:
         e = np.asarray(elements, dtype=float)
         flops, bytes_ = e * flops_per_element, e * bytes_per_element
         t, bound = roofline_time_s(flops, bytes_, peak * self.vector_share, self.hbm_bw, self.latency)
-        t_full, _ = roofline_time_s(flops, bytes_, peak, self.hbm_bw)
+        t_full = roofline_only_s(flops, bytes_, peak, self.hbm_bw)
         return Op(name, stream, scope, t, flops, bytes_, bound, engine="vector", full_die_time_s=t_full)
 
     def comm(self, name, stream, scope, time_s, comm_bytes):
@@ -146,14 +146,17 @@ def pipelined_layer_time_s(ops, streams, microbatches, hbm_bw):
     return layer_time_and_fill_s(ops, streams, microbatches, hbm_bw)[0]
 
 
-def layer_time_and_fill_s(ops, streams, microbatches, hbm_bw):
-    """(`pipelined_layer_time_s`, `pipeline_fill_s`) of one layer, each stream summed once."""
+def layer_time_and_fill_s(ops, streams, microbatches, hbm_bw, stream_times=None):
+    """(`pipelined_layer_time_s`, `pipeline_fill_s`) of one layer, each stream summed once (and
+    the two stream times put in `stream_times`, a list, when given)."""
     a = stream_time_s(ops, streams[0])
     b = stream_time_s(ops, streams[1])
     n = np.asarray(microbatches, dtype=float)
     r_hbm = grouped_total(ops, lambda op: op.hbm_bytes, lambda op: op.engine in ("matrix", "vector")) / hbm_bw
     r_mat = grouped_total(ops, lambda op: op.full_die_time_s, lambda op: op.engine == "matrix")
     overlapped = n * np.maximum(np.maximum(a, b), np.maximum(r_hbm, r_mat))
+    if stream_times is not None:
+        stream_times += [a, b]
     return np.where(n <= 1, a + b, overlapped), np.where(n > 1, np.minimum(a, b), 0.0)
 
 

@@ -18,9 +18,13 @@ def roofline_time_s(flops, bytes_moved, peak_flops_per_s, bw_bytes_per_s, latenc
     t_c = np.asarray(flops, dtype=float) / peak_flops_per_s
     t_m = np.asarray(bytes_moved, dtype=float) / bw_bytes_per_s
     t = np.maximum(t_c, t_m)
-    bound = np.where(t_c >= t_m, COMPUTE, MEMORY)
-    bound = np.where(latency_s > t, LATENCY, bound)
+    bound = np.where(latency_s > t, np.int8(LATENCY), (t_m > t_c).view(np.int8))  # COMPUTE 0, MEMORY 1
     return t + latency_s, bound
+
+
+def roofline_only_s(flops, bytes_moved, peak_flops_per_s, bw_bytes_per_s):
+    """The time of `roofline_time_s` without launch latency, when what binds is not wanted."""
+    return np.maximum(np.asarray(flops, dtype=float) / peak_flops_per_s, np.asarray(bytes_moved, dtype=float) / bw_bytes_per_s)
 
 
 def padded_rows(m, tile_rows, small_tile_rows=None):

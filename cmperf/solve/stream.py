@@ -9,12 +9,18 @@ answer in some chunk hold every answer. They are kept whole and in enumeration o
 same answer functions (`ranked`, `best_by_devices`, `pareto_front`, ...) run on the kept grid:
 the result is the whole grid's, ties included.
 
-Peak memory is one chunk's intermediates plus the kept structures' four arrays (about 27 bytes a
-candidate), not the whole grid's: a chunk holds as many structures as CHUNK_BYTES allows at
-BYTES_PER_CANDIDATE.
+Peak memory is one chunk's intermediates per search thread plus the kept structures' four arrays
+(about 27 bytes a candidate), not the whole grid's: a chunk holds as many structures as CHUNK_BYTES
+allows at BYTES_PER_CANDIDATE. Chunks are evaluated by `search_threads()` threads (numpy works
+outside the interpreter lock); each chunk's answer is its own, so the result does not depend on
+the thread count.
 """
 
 from __future__ import annotations
+
+import contextvars
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -28,6 +34,10 @@ from cmperf.units import MiB
 
 #: Memory one chunk of candidates may take while the cost model evaluates it.
 CHUNK_BYTES = 128 * MiB
+#: Most threads one search uses (chunks are memory-bandwidth bound: more rarely pay).
+MAX_SEARCH_THREADS = 4
+#: Environment variable that sets the thread count (1: evaluate the chunks in this thread).
+THREADS_ENV = "CMPERF_SEARCH_THREADS"
 #: Intermediate arrays per candidate while evaluated: tracemalloc peak over candidates is 276-522
 #: bytes for decode and 229-606 for prefill (384 down to 8 devices); the bound covers both.
 BYTES_PER_CANDIDATE = 640
@@ -36,6 +46,23 @@ BYTES_PER_CANDIDATE = 640
 def chunk_structures(per_structure: int, chunk_bytes: float = CHUNK_BYTES) -> int:
     """Structures per chunk: as many as `chunk_bytes` holds, at least one."""
     return max(1, int(chunk_bytes // (BYTES_PER_CANDIDATE * per_structure)))
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def search_threads() -> int:
+    """Threads a streamed search uses: $CMPERF_SEARCH_THREADS, else the cores available (at most
+    MAX_SEARCH_THREADS). Worker processes of a parallel what-if set it to 1."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    return min(MAX_SEARCH_THREADS, available_cores())
 
 
 def _answering(grid: Grid, slos, top: int, keep, frontier: bool) -> np.ndarray:
@@ -88,14 +115,24 @@ def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(),
         return _streamed(build, st, n, slos, top, keep, frontier)
 
 
+def _chunk(build, part: Structures, slos, top: int, keep, frontier: bool):
+    grid = build(part)
+    meta = (grid.phase, grid.axes, grid.shape[1:], grid.fixed, grid.workload, grid.choices)
+    return int(np.prod(grid.shape)), _kept(grid, _answering(grid, slos, top, keep, frontier)), meta
+
+
 def _streamed(build, st: Structures, n: int, slos, top: int, keep, frontier: bool) -> Grid:
-    parts, searched = [], 0
-    for lo in range(0, len(st), n):
-        grid = build(st.take(slice(lo, lo + n)))
-        searched += int(np.prod(grid.shape))
-        parts.append(_kept(grid, _answering(grid, slos, top, keep, frontier)))
-        phase, axes, inner, fixed, workload, choices = grid.phase, grid.axes, grid.shape[1:], grid.fixed, grid.workload, grid.choices
-        del grid  # before the next chunk is built
+    chunks = [st.take(slice(lo, lo + n)) for lo in range(0, len(st), n)]
+    threads = min(search_threads(), len(chunks))
+    if threads <= 1:
+        done = [_chunk(build, c, slos, top, keep, frontier) for c in chunks]
+    else:
+        with ThreadPoolExecutor(threads) as pool:  # each task in a copy of this context: the operator memo travels
+            futures = [pool.submit(contextvars.copy_context().run, _chunk, build, c, slos, top, keep, frontier) for c in chunks]
+            done = [f.result() for f in futures]
+    searched = sum(d[0] for d in done)
+    parts = [d[1] for d in done]
+    phase, axes, inner, fixed, workload, choices = done[-1][2]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "structure"}
     kept = Structures(*(np.concatenate([getattr(p["structure"], f) for p in parts]) for f in ("devices", "ep", "redundant")))
     return Grid(phase, {**axes, "structure": kept}, {"valid": cat["valid"], "hbm_used_bytes_per_die": cat["hbm_used_bytes_per_die"]},

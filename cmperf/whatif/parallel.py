@@ -14,6 +14,8 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from types import MappingProxyType
 
+from cmperf.solve.stream import available_cores  # noqa: F401 (re-exported: the what-if commands' default)
+
 #: Blocks per worker: enough to balance uneven points, few enough to keep memos warm.
 BLOCKS_PER_WORKER = 4
 #: Fewest items the default (every core) spreads over processes: starting the pool and warming each
@@ -29,15 +31,15 @@ def _read_only(values: dict) -> MappingProxyType:
 copyreg.pickle(MappingProxyType, lambda m: (_read_only, (dict(m),)))
 
 
-def available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _block(fn, items):
     return [fn(x) for x in items]
+
+
+def _one_search_thread():
+    """Worker start-up: each worker searches in one thread (the workers already fill the cores)."""
+    from cmperf.solve.stream import THREADS_ENV
+
+    os.environ[THREADS_ENV] = "1"
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -48,7 +50,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         ctx.set_forkserver_preload(["numpy", "cmperf.whatif.core", "cmperf.solve.search"])
     else:
         ctx = mp.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_search_thread)
 
 
 def run(fn, items, workers: int | None = None, progress=None) -> list:
