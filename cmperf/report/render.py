@@ -134,6 +134,8 @@ def _fits(width: int, table) -> bool:
     past it rich crops the right edge."""
     if _natural_width(table) <= width:
         return True  # drawn unwrapped: nothing to check
+    if sum((c.min_width or 1) + 3 for c in table.columns) + 1 > width:
+        return False  # even every column at its least (a number whole, a word) is too wide
     from rich.console import Console
 
     console = Console(width=width, file=io.StringIO(), color_system=None, highlight=False)

@@ -38,14 +38,16 @@ CHUNK_BYTES = 128 * MiB
 MAX_SEARCH_THREADS = 4
 #: Environment variable that sets the thread count (1: evaluate the chunks in this thread).
 THREADS_ENV = "CMPERF_SEARCH_THREADS"
-#: Intermediate arrays per candidate while evaluated: tracemalloc peak over candidates is 276-522
-#: bytes for decode and 229-606 for prefill (384 down to 8 devices); the bound covers both.
+#: Intermediate arrays per candidate while evaluated (tracemalloc peak over candidates, chunks of
+#: 12 structures down to 4): decode 284-410 bytes, prefill 328-563 (384 down to 8 devices). The
+#: decode bound covers chunks of 8 structures and more (315); fewer arise only where the grid is small.
 BYTES_PER_CANDIDATE = 640
+DECODE_BYTES_PER_CANDIDATE = 360
 
 
-def chunk_structures(per_structure: int, chunk_bytes: float = CHUNK_BYTES) -> int:
+def chunk_structures(per_structure: int, chunk_bytes: float = CHUNK_BYTES, bytes_per_candidate: float = BYTES_PER_CANDIDATE) -> int:
     """Structures per chunk: as many as `chunk_bytes` holds, at least one."""
-    return max(1, int(chunk_bytes // (BYTES_PER_CANDIDATE * per_structure)))
+    return max(1, int(chunk_bytes // (bytes_per_candidate * per_structure)))
 
 
 def available_cores() -> int:
@@ -100,7 +102,7 @@ def _kept(grid: Grid, idx: np.ndarray) -> dict:
 
 
 def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(), frontier: bool = False,
-             chunk_bytes: float = CHUNK_BYTES) -> Grid:
+             chunk_bytes: float = CHUNK_BYTES, bytes_per_candidate: float = BYTES_PER_CANDIDATE) -> Grid:
     """Run `build(structures) -> Grid` chunk by chunk over `st`; return the grid of the kept structures.
 
     The returned grid answers `ranked(g, slo, k)` and `best_by_devices(g, slo)` for every `slo` in
@@ -108,7 +110,7 @@ def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(),
     `params_at` and the structures named in `keep` (dicts with devices, ep, redundant) exactly as
     the whole grid would; its `size` is the number of candidates searched.
     """
-    n = chunk_structures(per_structure, chunk_bytes)
+    n = chunk_structures(per_structure, chunk_bytes, bytes_per_candidate)
     if len(st) <= n:
         return build(st)
     with shared_operators():
@@ -145,7 +147,8 @@ def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len
     mtp = len(MTP_CHOICES) if model["mtp.num_nextn_predict_layers"] > 0 else 1
     per = len(ATTN_TP_CHOICES) * len(pipelines(hw)) * mtp * len(batch_grid())
     return streamed(lambda st: decode_grid(hw, model, budget, input_len, output_len, acceptance, eplb_perfect, st=st),
-                    structures(hw, model, budget), per, slos, top, keep, frontier=True, chunk_bytes=chunk_bytes)
+                    structures(hw, model, budget), per, slos, top, keep, frontier=True, chunk_bytes=chunk_bytes,
+                    bytes_per_candidate=DECODE_BYTES_PER_CANDIDATE)
 
 
 def prefill_search(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,

@@ -17,7 +17,7 @@ from cmperf.solve.plan import PlanRequest, paper_deployment, plan
 from cmperf.solve.search import best_by_devices, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
 from cmperf.solve.sizing import TIE_BREAK_PER_DEVICE, best_split
 from cmperf.solve.space import max_instance_devices, structures
-from cmperf.solve.stream import BYTES_PER_CANDIDATE, chunk_structures, streamed
+from cmperf.solve.stream import BYTES_PER_CANDIDATE, DECODE_BYTES_PER_CANDIDATE, chunk_structures, streamed
 from cmperf.specs.loader import load_hardware, load_model
 
 HW = load_hardware("cloudmatrix384")
@@ -101,6 +101,12 @@ def test_measured_bytes_per_candidate_within_the_bound():
     st = structures(HW, MODEL, 64)
     tracemalloc.start()
     g = decode_grid(HW, MODEL, 64, 4096, 256, 0.7, st=st)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(st) >= 8 and peak / g.size <= DECODE_BYTES_PER_CANDIDATE
+    del g
+    tracemalloc.start()
+    g = prefill_grid(HW, MODEL, 8, 4096, st=structures(HW, MODEL, 8))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak / g.size <= BYTES_PER_CANDIDATE
