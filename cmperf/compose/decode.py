@@ -10,15 +10,15 @@ groups of `attn_tp` dies); the MoE runs expert-parallel over `ep` dies.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from cmperf.comm.collectives import bulk_comm_time_s, fused_moe_comm_time_s
 from cmperf.compose.memory import activation_bytes, comm_buffer_bytes, kv_bytes_per_token, weight_bytes_per_die
-from cmperf.compose.ops import Die, Op, layer_time_and_fill_s, pipelined_layer_time_s, stream_time_s, total
+from cmperf.compose.ops import (
+    Die, Op, layer_time_and_fill_s, outcome, pipelined_layer_time_s, placement_arrays, placement_free, stream_time_s, total,
+)
 from cmperf.costs import attention
 from cmperf.costs.roofline import LATENCY
 from cmperf.costs.elementwise import elementwise_cost
@@ -61,41 +61,10 @@ def expected_tokens_per_step(mtp, acceptance):
     return np.where(k > 0, geometric, 1.0)
 
 
-_SHARED: ContextVar[dict | None] = ContextVar("cmperf_decode_shared_ops", default=None)
-
-
-@contextmanager
-def shared_operators():
-    """Within this block, decode evaluations build each operator list that does not depend on the
-    expert placement (attention, dense FFN, LM head) once and reuse it: a search that evaluates its
-    grid a chunk of structures at a time pays for those operators once, not once per chunk."""
-    token = _SHARED.set({})
-    try:
-        yield
-    finally:
-        _SHARED.reset(token)
-
-
-def _fingerprint(*arrays) -> tuple:
-    return tuple((np.shape(a), hash(np.ascontiguousarray(a, dtype=float).tobytes())) for a in arrays)
-
-
-def _placement_free(key: tuple, build, *arrays):
-    """`build()`, or, inside `shared_operators`, the list built before for the same key and input
-    arrays (fresh `Op` rows over the same arrays: callers set `calls` on their own)."""
-    memo = _SHARED.get()
-    if memo is None:
-        return build()
-    full = key + _fingerprint(*arrays)
-    if full not in memo:
-        memo[full] = build()
-    return [replace(op) for op in memo[full]]
-
-
 def _attention_ops(die: Die, model: Spec, scope, t, r, kv_len, tp, extra_proj=False):
     """Stream-0 operators for t tokens of r requests on one die: the model's attention kind
     (`costs.attention`: absorbed MLA, sparse MLA or GQA, tensor-parallel over `tp` dies)."""
-    return _placement_free(("attention", id(die.hw), id(model), scope, extra_proj),
+    return placement_free(("attention", id(die.hw), id(model), scope, extra_proj),
                            lambda: attention.decode_ops(die, model, scope, t, r, kv_len, tp, extra_proj),
                            t, r, kv_len, tp, die.matrix_share, die.vector_share)
 
@@ -305,11 +274,8 @@ def validate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> None:
 
 def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     """Evaluate decode for the (broadcast) deployments in `inp`. Returns arrays and operator rows."""
-    dies_pkg = hw["package.dies"]
-    dies = np.asarray(inp.devices, float) * dies_pkg
-    n = np.asarray(inp.microbatches, float)
+    dies_pkg, dies, n, tp = placement_arrays(hw, inp)
     k = np.asarray(inp.mtp, float)
-    tp = np.asarray(inp.attn_tp, float)
     b = np.asarray(inp.batch, float) / dies_pkg  # requests per die
     q = k + 1.0
     t = b * q / n  # tokens per die per microbatch
@@ -323,7 +289,7 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     kv_len = np.asarray(inp.kv_len, float)
 
     ffn_tp = dv.dense_ffn_tp(model, tp)
-    dense_ops = _attention_ops(att_die, model, "dense layers", t, r, kv_len, tp) + _placement_free(
+    dense_ops = _attention_ops(att_die, model, "dense layers", t, r, kv_len, tp) + placement_free(
         ("dense FFN", id(hw), id(model)), lambda: _dense_ffn_ops(moe_die, model, "dense layers", t, ffn_tp), t, ffn_tp, moe_die.matrix_share, moe_die.vector_share)
     moe_att = _attention_ops(att_die, model, "MoE layers", t, r, kv_len, tp)
     moe_ffn, aux = _ffn_ops(moe_die, model, "MoE layers", t, inp, dies, stream_time_s(moe_att, "attention"))
@@ -395,15 +361,8 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
         "layer_s": w_moe,
         "tpot_s": tpot,
         "tokens_per_step": ept,
-        "tokens_per_s_per_device": per_device,
-        "tokens_per_s_per_die": per_device / dies_pkg,
-        "memory": mem,
-        "hbm_used_bytes_per_die": used,
-        "hbm_capacity_bytes_per_die": cap,
-        "fits": used <= cap,
+        **outcome(per_device, dies_pkg, mem, used, cap, valid),
         "max_batch_per_device": max_batch,
-        "valid": valid,
-        "feasible": valid & (used <= cap),
         "aux": aux,
         "attention_stream_s": moe_streams[0],
         "moe_stream_s": moe_streams[1],

@@ -6,7 +6,9 @@ candidates, the stream it runs on, and how many times a step invokes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -104,6 +106,50 @@ class Die:
     def comm(self, name, stream, scope, time_s, comm_bytes):
         t = np.asarray(time_s, dtype=float)
         return Op(name, stream, scope, t, np.zeros_like(t), np.zeros_like(t), np.full(t.shape, COMM), comm_bytes=comm_bytes, engine="link", full_die_time_s=0.0)
+
+
+_SHARED: ContextVar[dict | None] = ContextVar("cmperf_decode_shared_ops", default=None)
+
+
+@contextmanager
+def shared_operators():
+    """Within this block, decode evaluations build each operator list that does not depend on the
+    expert placement (attention, dense FFN, LM head) once and reuse it: a search that evaluates its
+    grid a chunk of structures at a time pays for those operators once, not once per chunk."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _fingerprint(*arrays) -> tuple:
+    return tuple((np.shape(a), hash(np.ascontiguousarray(a, dtype=float).tobytes())) for a in arrays)
+
+
+def placement_free(key: tuple, build, *arrays):
+    """`build()`, or, inside `shared_operators`, the list built before for the same key and input
+    arrays (fresh `Op` rows over the same arrays: callers set `calls` on their own)."""
+    memo = _SHARED.get()
+    if memo is None:
+        return build()
+    full = key + _fingerprint(*arrays)
+    if full not in memo:
+        memo[full] = build()
+    return [replace(op) for op in memo[full]]
+
+
+def placement_arrays(hw: Spec, inp):
+    """(dies per package, dies, microbatches, attention TP) of the deployments in `inp`, as arrays."""
+    dies_pkg = hw["package.dies"]
+    return dies_pkg, np.asarray(inp.devices, float) * dies_pkg, np.asarray(inp.microbatches, float), np.asarray(inp.attn_tp, float)
+
+
+def outcome(per_device, dies_pkg, mem: dict, used, cap, valid) -> dict:
+    """The result fields decode and prefill share: throughput, the HBM budget and feasibility."""
+    return {"tokens_per_s_per_device": per_device, "tokens_per_s_per_die": per_device / dies_pkg, "memory": mem,
+            "hbm_used_bytes_per_die": used, "hbm_capacity_bytes_per_die": cap, "fits": used <= cap, "valid": valid,
+            "feasible": valid & (used <= cap)}
 
 
 def total(terms):

@@ -18,7 +18,7 @@ import numpy as np
 
 from cmperf.comm.collectives import bulk_comm_time_s, kv_transfer_time_s
 from cmperf.compose.memory import activation_bytes, kv_bytes_per_token, weight_bytes_per_die
-from cmperf.compose.ops import Die, Op, pipeline_fill_s, pipelined_layer_time_s
+from cmperf.compose.ops import Die, Op, outcome, pipeline_fill_s, pipelined_layer_time_s, placement_arrays
 from cmperf.costs import attention
 from cmperf.costs.elementwise import elementwise_cost
 from cmperf.costs.moe import busiest_link_messages, expected_destinations, message_bytes, hottest_rank_load, placement, popularity_cv
@@ -149,10 +149,7 @@ def cache_load_time_s(hw: Spec, model: Spec, cached_tokens_per_die, path: str, m
 
 
 def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
-    dies_pkg = hw["package.dies"]
-    dies = np.asarray(inp.devices, float) * dies_pkg
-    n = np.asarray(inp.microbatches, float)
-    tp = np.asarray(inp.attn_tp, float)
+    dies_pkg, dies, n, tp = placement_arrays(hw, inp)
     S = np.asarray(inp.input_len, float)
     hit = np.asarray(inp.prefix_hit, float)
     T = np.asarray(inp.tokens_per_device, float) / dies_pkg  # prompt tokens per die per batch
@@ -225,14 +222,7 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
         "layer_s": w_moe,
         "ttft_s": ttft,
         "kv_transfer_s": kv_s,
-        "tokens_per_s_per_device": per_device,
-        "tokens_per_s_per_die": per_device / dies_pkg,
-        "memory": mem,
-        "hbm_used_bytes_per_die": used,
-        "hbm_capacity_bytes_per_die": cap,
-        "fits": used <= cap,
-        "valid": valid,
-        "feasible": valid & (used <= cap),
+        **outcome(per_device, dies_pkg, mem, used, cap, valid),
         "aux": aux,
         "compute_stream_s": sum(o.time_s for o in moe_ops if o.stream == "compute"),
         "comm_stream_s": sum(o.time_s for o in moe_ops if o.stream == "comm"),

@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from cmperf.solve.search import Grid, best_by_devices, decode_grid, pareto_front, prefill_grid, ranked
-from cmperf.compose.decode import pipelines, shared_operators
+from cmperf.compose.decode import pipelines
+from cmperf.compose.ops import shared_operators
 from cmperf.solve.space import (
     ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, batch_grid, structures,
 )
