@@ -332,3 +332,49 @@ def test_usage_errors_exit_2(args, option):
     assert result.exit_code == 2
     assert option in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+# ---- what-ifs search in streamed chunks, with the whole grid's answers -----------------------------
+
+
+def test_whatif_decode_search_answers_as_the_whole_grid(monkeypatch):
+    """best(), refined_best() and the frontier on the streamed search equal the dense grid's."""
+    import numpy as np
+
+    from cmperf.solve import stream
+    from cmperf.solve.records import record
+    from cmperf.solve.search import decode_grid, pareto_front, ranked
+    from cmperf.whatif import core
+
+    monkeypatch.setattr(stream, "DECODE_BYTES_PER_CANDIDATE", stream.CHUNK_BYTES / (3 * 17_424))  # chunks of three structures
+    core._DECODE.clear()
+    sc = core.scenario(devices=64, tpot_ms=(20.0, 50.0))
+    dense = decode_grid(sc.hw, sc.model, 64, sc.input_len, sc.output_len, sc.mtp_acceptance, mtp_choices=core.mtp_choices(sc))
+    got = core.best(sc, prefill=False)["decode"]
+    dies = sc.hw["package.dies"]
+    for t, rec in zip(sc.tpot_ms, got):
+        assert rec == record(dense, ranked(dense, t * 1e-3, 1)[0], t, dies)
+    streamed = core.decode_grid_for(sc)
+    assert streamed.size == dense.size and streamed.searched is not None  # streamed, every candidate counted
+    front = lambda g: sorted((float(g.latency_s.reshape(-1)[i]), float(g.metric.reshape(-1)[i])) for i in pareto_front(g))
+    assert front(streamed) == front(dense)
+    for t in sc.tpot_ms:
+        a = [record(dense, f, t, dies) for f in ranked(dense, t * 1e-3, core.RANKED_TOP)]
+        b = [record(streamed, f, t, dies) for f in ranked(streamed, t * 1e-3, core.RANKED_TOP)]
+        assert a == b
+    assert np.isfinite(core.refined_best(sc, "decode", 50.0))
+
+
+def test_sweep_over_the_slo_shares_one_decode_search(monkeypatch):
+    from cmperf.solve import stream
+    from cmperf.whatif import core
+    from cmperf.whatif.sweep import parse_axes, run_sweep
+
+    calls = []
+    real = stream.decode_search
+    monkeypatch.setattr(stream, "decode_search", lambda *a, **k: calls.append(k["slos"]) or real(*a, **k))
+    core._DECODE.clear()
+    base = core.scenario(devices=32)
+    res = run_sweep(base, parse_axes(["slo.tpot_ms=20:60:5"], base), workers=1)
+    assert len(calls) == 1 and len(calls[0]) == 5
+    assert len(res["rows"]) == 5

@@ -143,11 +143,13 @@ def _streamed(build, st: Structures, n: int, slos, top: int, keep, frontier: boo
 
 
 def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float, eplb_perfect: bool = False,
-                  *, slos, top: int, keep=(), chunk_bytes: float = CHUNK_BYTES) -> Grid:
-    """`decode_grid` for any budget, streamed; answers the TPOT SLOs `slos` (seconds) and the frontier."""
-    mtp = len(MTP_CHOICES) if model["mtp.num_nextn_predict_layers"] > 0 else 1
-    per = len(ATTN_TP_CHOICES) * len(pipelines(hw)) * mtp * len(batch_grid())
-    return streamed(lambda st: decode_grid(hw, model, budget, input_len, output_len, acceptance, eplb_perfect, st=st),
+                  *, slos, top: int, keep=(), chunk_bytes: float = CHUNK_BYTES, mtp_choices=None) -> Grid:
+    """`decode_grid` for any budget, streamed; answers the TPOT SLOs `slos` (seconds) and the frontier.
+    `mtp_choices` as `decode_grid` takes them (default: MTP_CHOICES where the model has MTP)."""
+    if mtp_choices is None:
+        mtp_choices = MTP_CHOICES if model["mtp.num_nextn_predict_layers"] > 0 else (0,)
+    per = len(ATTN_TP_CHOICES) * len(pipelines(hw)) * len(mtp_choices) * len(batch_grid())
+    return streamed(lambda st: decode_grid(hw, model, budget, input_len, output_len, acceptance, eplb_perfect, mtp_choices=mtp_choices, st=st),
                     structures(hw, model, budget), per, slos, top, keep, frontier=True, chunk_bytes=chunk_bytes,
                     bytes_per_candidate=DECODE_BYTES_PER_CANDIDATE)
 

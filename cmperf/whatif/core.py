@@ -81,6 +81,7 @@ class Scenario:
     tpot_ms: tuple = (15.0, 50.0)
     ttft_ms: float | None = None
     overrides: tuple = ()  # "KEY=VALUE" strings, for reports
+    answer_tpot_ms: tuple = ()  # more TPOT SLOs the decode search keeps answers for (a sweep over the SLO shares one search)
 
     @property
     def system_devices(self) -> int:
@@ -276,13 +277,22 @@ def mtp_choices(sc: Scenario) -> tuple:
     return tuple(range(sc.max_mtp + 1)) if sc.model["mtp.num_nextn_predict_layers"] > 0 else (0,)
 
 
+#: Deployments per SLO a what-if may rank (`refined_best` refines around this many).
+RANKED_TOP = 8
+
+
 def decode_grid_for(sc: Scenario, budget: int | None = None):
-    from cmperf.solve.search import decode_grid
+    """The decode search of a scenario, streamed: it answers, exactly as the whole grid would, the
+    best RANKED_TOP deployments and the best per instance size for each of the scenario's TPOT SLOs
+    (and `answer_tpot_ms`), the Pareto frontier, the best latency and what limits each answer."""
+    from cmperf.solve.stream import decode_search
 
     budget = budget or sc.budget
-    key = (_spec_key(sc.hw), _spec_key(sc.model), budget, sc.input_len, sc.output_len, sc.mtp_acceptance, sc.eplb, mtp_choices(sc))
-    return _memo(_DECODE, key, 2, lambda: decode_grid(sc.hw, sc.model, budget, sc.input_len, sc.output_len, sc.mtp_acceptance,
-                                                       sc.eplb == "perfect", mtp_choices=mtp_choices(sc)))
+    slos = tuple(sorted(set(sc.tpot_ms) | set(sc.answer_tpot_ms)))
+    key = (_spec_key(sc.hw), _spec_key(sc.model), budget, sc.input_len, sc.output_len, sc.mtp_acceptance, sc.eplb, mtp_choices(sc), slos)
+    return _memo(_DECODE, key, 2, lambda: decode_search(sc.hw, sc.model, budget, sc.input_len, sc.output_len, sc.mtp_acceptance,
+                                                         sc.eplb == "perfect", slos=[t * 1e-3 for t in slos], top=RANKED_TOP,
+                                                         mtp_choices=mtp_choices(sc)))
 
 
 def prefill_grid_for(sc: Scenario, budget: int | None = None):
@@ -356,7 +366,7 @@ def _fine(lo: float, mid: float, hi: float, n: int = 33) -> np.ndarray:
     return np.concatenate([np.linspace(lo, mid, n), np.linspace(mid, hi, n)[1:]])
 
 
-def refined_best(sc: Scenario, phase: str, slo_ms: float | None, top: int = 8) -> float:
+def refined_best(sc: Scenario, phase: str, slo_ms: float | None, top: int = RANKED_TOP) -> float:
     """Best tokens/s per device with the last axis (decode batch, prefill tokens per device) made
     continuous around the grid's `top` best deployments. The grid's 5% (decode) and 2x (prefill)
     steps would otherwise make the optimum a staircase in every parameter, and a finite

@@ -8,7 +8,7 @@ keys are rounded, and points that round to the same value are evaluated once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -137,6 +137,9 @@ def run_sweep(base: Scenario, axes: list[Axis], progress=None, workers: int | No
     from cmperf.whatif.parallel import run
 
     points = _points(axes)
+    slo_values = [v for ax in axes if ax.key == "slo.tpot_ms" for v in ax.values]
+    if slo_values:  # every point's decode search answers every swept SLO: one search serves them all
+        base = replace(base, answer_tpot_ms=tuple(float(v) for v in slo_values))
     scenarios = []
     for idx, vals in points:
         sc = base
