@@ -41,11 +41,11 @@ def cmperf_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "cmperf"]
 
 
-def run_process(argv: list[str], cwd: Path) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS in MB, exit code) of one fresh process."""
+def run_process(argv: list[str], cwd: Path, env: dict | None = None) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in MB, exit code) of one fresh process (`env` added to this one's)."""
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        p = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "COLUMNS": "200"})
+        p = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "COLUMNS": "200", **(env or {})})
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
         p.returncode = code = os.waitstatus_to_exitcode(status)
@@ -62,13 +62,17 @@ def summarise(name: str, walls: list[float], rss: list[float] | None = None, not
     }
 
 
-def bench_process(name: str, args: list[str], n: int, note: str = "", out_dir: bool = False) -> dict:
+def bench_process(name: str, args: list[str], n: int, note: str = "", out_dir: bool = False, env: dict | None = None,
+                  tree: Path | None = None) -> dict:
+    """`cmperf ARGS` n times; with `tree`, the cmperf of that checkout (python -m cmperf run from it)."""
     walls, rss = [], []
+    cmd = [sys.executable, "-m", "cmperf"] if tree else cmperf_cmd()
+    env = {**(env or {}), **({"PYTHONPATH": str(tree)} if tree else {})}
     with tempfile.TemporaryDirectory(prefix="cmperf-bench-") as tmp:
         tmp = Path(tmp)
         for i in range(n):
             extra = ["--out", str(tmp / f"run{i}")] if out_dir else []
-            w, m, _ = run_process(cmperf_cmd() + args + extra, cwd=tmp)
+            w, m, _ = run_process(cmd + args + extra, cwd=tree or tmp, env=env)
             walls.append(w)
             rss.append(m)
     return summarise(name, walls, rss, note)
@@ -118,9 +122,10 @@ tpot_ms = 50
 """
 
 
-def fleet_rows(n: int, sweep_points: int, explore_points: int) -> list[dict]:
+def fleet_rows(n: int, sweep_points: int, explore_points: int, baseline: Path | None = None) -> list[dict]:
     """Plan at 384, 3,840 and 38,400 devices, a sweep serial vs parallel and an exploration on a local
-    Dask cluster, each with its median wall time as a multiple of `python -c "import numpy"` in this run."""
+    Dask cluster, each with its median wall time as a multiple of `python -c "import numpy"` in this run
+    (and, with `baseline`, the default plan and estimate of another checkout, interleaved with ours)."""
     walls = []
     for _ in range(n):
         w, _, _ = run_process([sys.executable, "-c", "import numpy"], REPO)
@@ -131,12 +136,21 @@ def fleet_rows(n: int, sweep_points: int, explore_points: int) -> list[dict]:
     cases += [(f"cmperf plan --devices {d} --no-write", ["plan", "--devices", str(d), "--no-write"]) for d in (384, 3840, 38400)]
     for name, args in cases:
         rows.append(bench_process(name, args, n))
+    if baseline:
+        for name, args in (("plan --no-write", ["plan", "--no-write"]), ("estimate decode", ["estimate", "decode"])):
+            ours, theirs = [], []
+            for _ in range(n):  # interleaved, so both see the same machine
+                ours.append(bench_process(name, args, 1, tree=REPO)["median_s"])
+                theirs.append(bench_process(name, args, 1, tree=baseline)["median_s"])
+            rows.append(summarise(f"python -m cmperf {name} (this checkout)", ours, note="paired with the next row"))
+            rows.append(summarise(f"python -m cmperf {name} (baseline {baseline.name})", theirs))
     key = f"die.hbm_bandwidth_bytes_per_s=0.8e12:3.2e12:{sweep_points}"
-    for workers in (1, None):
-        label = "serial (--workers 1)" if workers == 1 else "parallel (default --workers: every core)"
-        extra = ["--workers", "1"] if workers == 1 else []
+    sweeps = (("serial (--workers 1, one search thread: one core)", ["--workers", "1"], {"CMPERF_SEARCH_THREADS": "1"}),
+              ("--workers 1 (one process; its searches use every core)", ["--workers", "1"], None),
+              ("parallel (default --workers: every core)", [], None))
+    for label, extra, env in sweeps:
         rows.append(bench_process(f"cmperf sweep {sweep_points} points, {label}", ["sweep", key, "--no-write", *extra], 1,
-                                  note=f"{sweep_points} full re-plans"))
+                                  note=f"{sweep_points} full re-plans", env=env))
     with tempfile.TemporaryDirectory(prefix="cmperf-explore-") as tmp:
         spec = Path(tmp) / "space.toml"
         spec.write_text(EXPLORE_SPEC.format(n=explore_points))
@@ -281,6 +295,7 @@ def main() -> None:
     ap.add_argument("--fleet-only", action="store_true", help="only the fleet, parallel and exploration measurements")
     ap.add_argument("--sweep-points", type=int, default=1000, help="points of the serial vs parallel sweep [1000]")
     ap.add_argument("--explore-points", type=int, default=1000, help="design points of the exploration [1000]")
+    ap.add_argument("--baseline", type=Path, help="a checkout of another revision: time its default plan and estimate beside ours")
     a = ap.parse_args()
     n = a.runs
     sys.path.insert(0, str(REPO))
@@ -294,7 +309,7 @@ def main() -> None:
     print()
 
     if a.fleet_only:
-        rows = fleet_rows(n, a.sweep_points, a.explore_points)
+        rows = fleet_rows(n, a.sweep_points, a.explore_points, a.baseline)
         print(fmt_table(rows))
         if a.json:
             Path(a.json).write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
@@ -352,7 +367,7 @@ def main() -> None:
         rows.append(bench_inprocess("in-process 100 x (decode_grid + prefill_grid + ranked)", replans, sweep_n,
                                     note="stand-in: the search part of a 100-point sweep"))
 
-    rows += fleet_rows(n, a.sweep_points, a.explore_points)
+    rows += fleet_rows(n, a.sweep_points, a.explore_points, a.baseline)
     print(fmt_table(rows))
 
     ph, wall = phases(n, [])
