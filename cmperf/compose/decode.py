@@ -90,9 +90,10 @@ def _wait_op(stream, scope, name, time_s):
     return Op(name, stream, scope, t, zero, zero, np.broadcast_to(np.int64(LATENCY), t.shape), engine="sync", full_die_time_s=0.0)
 
 
-def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_s=0.0):
-    """Stream-1 operators of a MoE layer for t tokens per die in one microbatch; `pre_sync_s` is
-    the work a rank does before the dispatch (its attention), which sets the straggler wait."""
+def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, r, pre_sync_s=0.0):
+    """Stream-1 operators of a MoE layer for t tokens of r requests per die in one microbatch;
+    `pre_sync_s` is the work a rank does before the dispatch (its attention), which sets the
+    straggler wait."""
     hw = die.hw
     d, inter = model["arch.hidden_size"], model["moe.moe_intermediate_size"]
     E, S, k = model["moe.n_routed_experts"], model["moe.n_shared_experts"], model["moe.num_experts_per_tok"]
@@ -101,7 +102,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_
     s = "moe"
     pl = placement(E, S, inp.ep, inp.redundant)
     ep = np.asarray(inp.ep, float)
-    requests = ep * t / (np.asarray(inp.mtp, float) + 1.0)  # requests mixed in this microbatch
+    requests = ep * r  # requests mixed in this microbatch (the MTP module runs one token of each)
     skew = popularity_cv(model["routing.popularity_skew"], model["routing.eplb_residual_frac"], model["routing.request_skew"], requests, inp.eplb_perfect)
     tokens_in_group = ep * t
     mean_rank = tokens_in_group * k * pl["routed_per_rank"] / (E + np.asarray(inp.redundant, float))
@@ -161,10 +162,10 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_
     return ops, aux
 
 
-def _ffn_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, dies, pre_sync_s=0.0):
+def _ffn_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, r, pre_sync_s=0.0):
     """The FFN of a MoE layer, or of a dense model's layer (no experts: nothing to place or route)."""
     if dv.has_moe(model):
-        return _moe_ops(die, model, scope, t, inp, dies, pre_sync_s)
+        return _moe_ops(die, model, scope, t, inp, r, pre_sync_s)
     zero = 0.0 * np.asarray(t, float)
     aux = {"placement": placement(0, 0, inp.ep, inp.redundant), "hot_rank_tokens": zero, "mean_rank_tokens": zero, "destinations": zero, "shared_rows": zero}
     return _dense_ffn_ops(die, model, scope, t, dv.dense_ffn_tp(model, inp.attn_tp)), aux
@@ -292,11 +293,11 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     dense_ops = _attention_ops(att_die, model, "dense layers", t, r, kv_len, tp) + placement_free(
         ("dense FFN", id(hw), id(model)), lambda: _dense_ffn_ops(moe_die, model, "dense layers", t, ffn_tp), t, ffn_tp, moe_die.matrix_share, moe_die.vector_share)
     moe_att = _attention_ops(att_die, model, "MoE layers", t, r, kv_len, tp)
-    moe_ffn, aux = _ffn_ops(moe_die, model, "MoE layers", t, inp, dies, stream_time_s(moe_att, "attention"))
+    moe_ffn, aux = _ffn_ops(moe_die, model, "MoE layers", t, inp, r, stream_time_s(moe_att, "attention"))
     moe_ops = moe_att + moe_ffn
     # The MTP module drafts one token per request per run, k runs per step.
     mtp_att = _attention_ops(att_die, model, "MTP module", r, r, kv_len, tp, extra_proj=True)
-    mtp_ffn, _ = _ffn_ops(moe_die, model, "MTP module", r, inp, dies, stream_time_s(mtp_att, "attention"))
+    mtp_ffn, _ = _ffn_ops(moe_die, model, "MTP module", r, inp, r, stream_time_s(mtp_att, "attention"))
     mtp_ops = mtp_att + mtp_ffn
 
     hbm_bw = full.hbm_bw
