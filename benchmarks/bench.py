@@ -179,24 +179,23 @@ def timed(label, fn):
     return wrapper
 t_start = time.perf_counter()
 t0 = time.perf_counter(); import cmperf.cli; T["import cmperf.cli (typer, click)"] = time.perf_counter() - t0
-t0 = time.perf_counter(); import typer._adapters; T["import typer option coercion (pydantic)"] = time.perf_counter() - t0
 t0 = time.perf_counter(); import numpy; T["import numpy"] = time.perf_counter() - t0
 t0 = time.perf_counter()
 import cmperf.solve.plan, cmperf.report.plan, cmperf.report.files, cmperf.evaluation
 T["import cmperf model, solver and report modules"] = time.perf_counter() - t0
 import cmperf.solve.plan as sp, cmperf.report.plan as rp, cmperf.report.files as rf
-sp.load_specs = timed("load and validate TOML specs", sp.load_specs)
-sp.decode_grid = timed("evaluate decode grid", sp.decode_grid)
-sp.prefill_grid = timed("evaluate prefill grid", sp.prefill_grid)
-sp.ranked = timed("rank (ranked)", sp.ranked)
-sp.best_per_deployment = timed("rank (best per deployment)", sp.best_per_deployment)
-sp._explain = timed("explain records (single evaluations)", sp._explain)
-sp.pareto_front = timed("Pareto frontier", sp.pareto_front)
-sp.best_split = timed("prefill/decode sizing", sp.best_split)
-rp.report_files = timed("render report files (md, csv, svg)", rp.report_files)
-rf.write_run_dir = timed("write report folder (fsync, rename)", rf.write_run_dir)
-rp.print_plan = timed("print tables (rich)", rp.print_plan)
-sp.plan = timed("plan(): records, limits, paper points", sp.plan)
+def wrap(mod, name, label):
+    if hasattr(mod, name):
+        setattr(mod, name, timed(label, getattr(mod, name)))
+for mod, name, label in ((sp, "load_specs", "load and validate TOML specs"),
+                         (sp, "decode_search", "search the decode grid (streamed, in threads)"),
+                         (sp, "prefill_search", "search the prefill grid"),
+                         (sp, "ranked", "rank (ranked)"), (sp, "best_per_deployment", "rank (best per deployment)"),
+                         (sp, "_explain", "explain records (single evaluations)"), (sp, "pareto_front", "Pareto frontier"),
+                         (sp, "best_split", "prefill/decode sizing"), (rp, "report_files", "render report files (md, csv, png, svg)"),
+                         (rf, "write_run_dir", "write report folder (fsync, rename)"), (rp, "print_plan", "print tables (rich)"),
+                         (sp, "plan", "plan(): records, limits, paper points")):
+    wrap(mod, name, label)
 sys.argv = ["cmperf", "plan"] + sys.argv[1:]
 t0 = time.perf_counter()
 try:
@@ -323,51 +322,48 @@ def main() -> None:
     rows.append(bench_process("cmperf estimate decode", ["estimate", "decode"], n))
     rows.append(bench_process("cmperf plan --no-write", ["plan", "--no-write"], n))
     rows.append(bench_process("cmperf plan (writes 5 report files)", ["plan"], n, out_dir=True))
+    rows.append(bench_process("cmperf plan --devices 768 --no-write", ["plan", "--devices", "768", "--no-write"], n))
+    if not a.skip_sweep and has_command("sweep"):
+        rows.append(bench_process(f"cmperf {' '.join(SWEEP)} --no-write", SWEEP + ["--no-write"], a.sweep_runs or n, note="100 full re-plans"))
+    # Children are forked from this interpreter, and a child's peak RSS counts the pages it held before exec:
+    # every process row runs before the in-process measurements fill this one.
+    fleet = fleet_rows(n, a.sweep_points, a.explore_points, a.baseline)
 
     # In-process: the search itself.
     import numpy as np  # noqa: F401
 
     from cmperf.solve.plan import PlanRequest, plan
     from cmperf.solve.search import decode_grid, pareto_front, prefill_grid, ranked
+    from cmperf.solve.stream import decode_search
     from cmperf.specs.loader import load_hardware, load_model
 
     hw, model = load_hardware("cloudmatrix384"), load_model("deepseek-r1")
     g384 = decode_grid(hw, model, 384, 4096, 256, 0.7)
-    g768 = decode_grid(hw, model, 768, 4096, 256, 0.7)
-    p768 = prefill_grid(hw, model, 768, 4096)
-    big = g768.size + p768.size
-    rows.append(bench_process("cmperf plan --devices 768 --no-write", ["plan", "--devices", "768", "--no-write"], n,
-                              note=f"{g768.size:,} decode + {p768.size:,} prefill candidates"))
+    p384 = prefill_grid(hw, model, 384, 4096)
+    rows[5]["note"] = f"{g384.size:,} decode + {p384.size:,} prefill candidates, as at 384: instances stop at one system"
     rows.append(bench_inprocess("in-process plan(PlanRequest())", lambda: plan(PlanRequest()), n,
                                 note=f"{g384.size:,} decode candidates"))
-    rows.append(bench_inprocess("in-process plan(PlanRequest(devices=768))", lambda: plan(PlanRequest(devices=768)), n,
-                                note=f"{big:,} candidates"))
-    r = bench_inprocess("in-process decode_grid, 384 devices", lambda: decode_grid(hw, model, 384, 4096, 256, 0.7), n)
+    search = lambda: decode_search(hw, model, 384, 4096, 256, 0.7, slos=[0.015, 0.05], top=3)  # noqa: E731
+    r = bench_inprocess("in-process decode_search (streamed), 384 devices", search, n)
     r["note"] = f"{g384.size:,} candidates, {g384.size / r['median_s'] / 1e6:.1f} M/s"
     rows.append(r)
-    r = bench_inprocess("in-process decode_grid, 768 devices", lambda: decode_grid(hw, model, 768, 4096, 256, 0.7), n)
-    r["note"] = f"{g768.size:,} candidates, {g768.size / r['median_s'] / 1e6:.1f} M/s"
+    r = bench_inprocess("in-process decode_grid (one array), 384 devices", lambda: decode_grid(hw, model, 384, 4096, 256, 0.7), n)
+    r["note"] = f"{g384.size:,} candidates, {g384.size / r['median_s'] / 1e6:.1f} M/s"
     rows.append(r)
-    rows.append(bench_inprocess("in-process ranked(top 3), 768 devices", lambda: ranked(g768, 0.05, 3), n))
-    rows.append(bench_inprocess("in-process pareto_front, 768 devices", lambda: pareto_front(g768), n))
+    rows.append(bench_inprocess("in-process ranked(top 3), one array", lambda: ranked(g384, 0.05, 3), n))
+    rows.append(bench_inprocess("in-process pareto_front, one array", lambda: pareto_front(g384), n))
+    del g384
 
     def replans():
-        for s in np.linspace(1024, 32768, 100):
-            g = decode_grid(hw, model, 384, int(s), 256, 0.7)
-            for slo in (0.015, 0.05):
-                ranked(g, slo, 3)
-            ranked(prefill_grid(hw, model, 384, int(s)), None, 3)
+        for x in np.linspace(1024, 32768, 100):
+            decode_search(hw, model, 384, int(x), 256, 0.7, slos=[0.015, 0.05], top=3)
+            ranked(prefill_grid(hw, model, 384, int(x)), None, 3)
 
-    sweep_n = a.sweep_runs or n
     if not a.skip_sweep:
-        if has_command("sweep"):
-            rows.append(bench_process(f"cmperf {' '.join(SWEEP)} --no-write", SWEEP + ["--no-write"], sweep_n, note="100 full re-plans"))
-        else:
-            rows.append(summarise("(no `cmperf sweep` yet)", [float("nan")], note="see the in-process stand-in below"))
-        rows.append(bench_inprocess("in-process 100 x (decode_grid + prefill_grid + ranked)", replans, sweep_n,
+        rows.append(bench_inprocess("in-process 100 x (decode_search + prefill_grid + ranked)", replans, a.sweep_runs or n,
                                     note="stand-in: the search part of a 100-point sweep"))
 
-    rows += fleet_rows(n, a.sweep_points, a.explore_points, a.baseline)
+    rows += fleet
     print(fmt_table(rows))
 
     ph, wall = phases(n, [])
