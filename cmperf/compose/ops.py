@@ -114,7 +114,7 @@ _SHARED: ContextVar[dict | None] = ContextVar("cmperf_decode_shared_ops", defaul
 @contextmanager
 def shared_operators():
     """Within this block, decode evaluations build each operator list that does not depend on the
-    expert placement (attention, dense FFN, LM head) once and reuse it: a search that evaluates its
+    expert placement (attention, dense FFN) once and reuse it: a search that evaluates its
     grid a chunk of structures at a time pays for those operators once, not once per chunk."""
     token = _SHARED.set({})
     try:
