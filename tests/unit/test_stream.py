@@ -181,3 +181,32 @@ def test_cli_plans_a_million_devices(tmp_path):
     res = CliRunner().invoke(app, ["plan", "--devices", "1000000", "--top", "1", "--no-write"])
     assert res.exit_code == 0, res.output
     assert "1000000" in res.output.replace(",", "")
+
+
+# ---- threads: the chunks of one search on several cores ---------------------------------------------
+
+
+def test_threaded_search_answers_exactly_as_one_thread(monkeypatch):
+    """Chunks evaluated in threads (sharing the placement-free operators) give the one-thread grid."""
+    from cmperf.solve import stream
+
+    st = structures(HW, MODEL, BUDGET)
+    per = int(np.prod(_decode(st.take(slice(0, 1))).shape[1:]))
+    chunk = 3 * per * BYTES_PER_CANDIDATE
+    grids = {}
+    for threads in ("1", "3"):
+        monkeypatch.setenv(stream.THREADS_ENV, threads)
+        grids[threads] = streamed(_decode, st, per, SLOS, 3, frontier=True, chunk_bytes=chunk)
+    a, b = grids["1"], grids["3"]
+    assert a.size == b.size and np.array_equal(a.axes["structure"].devices, b.axes["structure"].devices)
+    for name in ("metric", "latency_s", "ok", "fits"):
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=name in ("metric", "latency_s")), name
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), ("3", 3), ("", None), ("0", None), ("-2", None), ("two", None), (" 2 ", 2)])
+def test_search_threads_from_the_environment(monkeypatch, value, expected):
+    from cmperf.solve import stream
+
+    monkeypatch.setenv(stream.THREADS_ENV, value)
+    default = min(stream.MAX_SEARCH_THREADS, stream.available_cores())
+    assert stream.search_threads() == (expected if expected is not None else default)
