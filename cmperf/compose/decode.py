@@ -273,6 +273,42 @@ def validate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> None:
         raise SpecError(f"must lie in [0, 1], got {inp.mtp_acceptance}", where="--mtp-acceptance")
 
 
+def decode_memory(hw: Spec, model: Spec, inp: DecodeInputs):
+    """HBM per die of the (broadcast) deployments in `inp`: (the parts by name, used, capacity,
+    largest batch per device that fits, the expert placement). Every batch-dependent part is linear
+    in the batch, so `used` never falls as the batch grows."""
+    dies_pkg = hw["package.dies"]
+    tp = np.asarray(inp.attn_tp, float)
+    k = np.asarray(inp.mtp, float)
+    b = np.asarray(inp.batch, float) / dies_pkg
+    q = k + 1.0
+    sh = (model["moe.n_routed_experts"], model["moe.n_shared_experts"]) if dv.has_moe(model) else (0, 0)
+    pl = placement(*sh, inp.ep, inp.redundant)
+    mtp_layers = model["mtp.num_nextn_predict_layers"] * (k > 0)  # every module's weights and KV cache are resident
+    weights = weight_bytes_per_die(model, pl["experts_per_rank"], tp, mtp_layers)
+    dmsg, cmsg = message_bytes(model)
+    max_ctx = np.asarray(inp.extra.get("max_context", inp.kv_len), float)
+    mem = dict(weights)
+    mem["KV cache"] = b * tp * max_ctx * kv_bytes_per_token(model, mtp_layers) * dv.kv_share_per_die(model, tp)
+    mem["dispatch/combine buffers"] = comm_buffer_bytes(inp.ep, b * q, pl["experts_per_rank"], dv.moe_shape(model)["k"], dmsg, cmsg)
+    mem["activations"] = activation_bytes(model, b * q)
+    mem["reserve"] = hw["memory.reserve_bytes_per_die"]
+    used = total(mem.values())
+    cap = hw["die.hbm_capacity_bytes"]
+    # Largest batch per device that fits: every batch-dependent term is linear in b.
+    per_req = (mem["KV cache"] + mem["dispatch/combine buffers"] + mem["activations"]) / np.maximum(b, 1e-12)
+    fixed = used - per_req * b
+    max_batch = np.floor(np.maximum(cap - fixed, 0.0) / per_req) * dies_pkg
+    return mem, used, cap, max_batch, pl
+
+
+def decode_valid(hw: Spec, model: Spec, inp: DecodeInputs, pl: dict):
+    """Which deployments can be built: the expert placement, EP and attention TP dividing the dies,
+    and the heads splitting over the TP group."""
+    _, dies, _, tp = placement_arrays(hw, inp)
+    return pl["valid"] & (np.mod(dies, inp.ep) == 0) & (np.mod(dies, tp) == 0) & (np.asarray(inp.ep) <= dies) & dv.heads_fit_tp(model, tp)
+
+
 def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     """Evaluate decode for the (broadcast) deployments in `inp`. Returns arrays and operator rows."""
     dies_pkg, dies, n, tp = placement_arrays(hw, inp)
@@ -332,25 +368,9 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     tpot = step / ept
     per_device = np.asarray(inp.batch, float) / tpot
 
-    # Memory.
-    pl = aux["placement"]
-    mtp_layers = n_mtp_modules * (k > 0)  # every module's weights and KV cache are resident
-    weights = weight_bytes_per_die(model, pl["experts_per_rank"], tp, mtp_layers)
-    dmsg, cmsg = message_bytes(model)
-    max_ctx = np.asarray(inp.extra.get("max_context", kv_len), float)
-    mem = dict(weights)
-    mem["KV cache"] = b * tp * max_ctx * kv_bytes_per_token(model, mtp_layers) * dv.kv_share_per_die(model, tp)
-    mem["dispatch/combine buffers"] = comm_buffer_bytes(inp.ep, b * q, pl["experts_per_rank"], dv.moe_shape(model)["k"], dmsg, cmsg)
-    mem["activations"] = activation_bytes(model, b * q)
-    mem["reserve"] = hw["memory.reserve_bytes_per_die"]
-    used = total(mem.values())
-    cap = hw["die.hbm_capacity_bytes"]
-    # Largest batch per device that fits: every batch-dependent term is linear in b.
-    per_req = (mem["KV cache"] + mem["dispatch/combine buffers"] + mem["activations"]) / np.maximum(b, 1e-12)
-    fixed = used - per_req * b
-    max_batch = np.floor(np.maximum(cap - fixed, 0.0) / per_req) * dies_pkg
+    mem, used, cap, max_batch, pl = decode_memory(hw, model, inp)
 
-    valid = pl["valid"] & (np.mod(dies, inp.ep) == 0) & (np.mod(dies, tp) == 0) & (np.asarray(inp.ep) <= dies) & dv.heads_fit_tp(model, tp)
+    valid = decode_valid(hw, model, inp, pl)
     return {
         "phase": "decode",
         "inputs": inp,

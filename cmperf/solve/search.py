@@ -48,12 +48,14 @@ def _full(x, shape, dtype=float):
 
 
 def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float,
-                eplb_perfect: bool = False, max_batch: int = 1024, mtp_choices=None, st: Structures | None = None) -> Grid:
-    """Every decode candidate of the budget (or of the structures `st`), evaluated in one call."""
+                eplb_perfect: bool = False, max_batch: int = 1024, mtp_choices=None, st: Structures | None = None,
+                batches=None) -> Grid:
+    """Every decode candidate of the budget (or of the structures `st`), evaluated in one call
+    (`batches`: the batch axis, default `batch_grid(max_batch)`)."""
     st = structures(hw, model, budget) if st is None else st
     tp = [t for t in ATTN_TP_CHOICES]
     mtp = list(mtp_choices if mtp_choices is not None else (MTP_CHOICES if model["mtp.num_nextn_predict_layers"] > 0 else (0,)))
-    b = batch_grid(max_batch)
+    b = batch_grid(max_batch) if batches is None else np.asarray(batches, float)
     pipes = pipelines(hw)
     n_mb, n_cores = (np.array(x, float) for x in zip(*pipes))
     nd = len(DECODE_AXES)
@@ -75,6 +77,23 @@ def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: 
                            "mtp": np.array(mtp, float), "batch": b},
                 ev.result, shape, _full(ev.tokens_per_s_per_device, shape), _full(ev.latency_s, shape), ok, fits,
                 workload=workload, choices=choices)
+
+
+def decode_memory_grid(hw: Spec, model: Spec, input_len: int, output_len: int, st: Structures, mtp_choices, batches) -> tuple:
+    """(HBM used per die, fits, valid) of every decode candidate of the structures `st` at the given
+    batches, shaped as `decode_grid`'s with one pipeline (memory does not depend on it)."""
+    from cmperf.compose.decode import decode_memory, decode_valid
+    from cmperf.evaluation import model_inputs
+
+    nd = len(DECODE_AXES)
+    dep = Deployment("decode", devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
+                     attn_tp=axis(list(ATTN_TP_CHOICES), 1, nd), microbatches=1, attention_matrix_cores=0, mtp=axis(list(mtp_choices), 3, nd),
+                     batch=axis(batches, 4, nd))
+    inp = model_inputs(Workload(input_len=input_len, output_len=output_len), dep)
+    _, used, cap, _, pl = decode_memory(hw, model, inp)
+    shape = (len(st), len(ATTN_TP_CHOICES), 1, len(mtp_choices), len(batches))
+    used = np.broadcast_to(used, shape)
+    return used, used <= cap, np.broadcast_to(decode_valid(hw, model, inp, pl), shape)
 
 
 def prefill_grid(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from cmperf.solve.search import Grid, best_by_devices, decode_grid, pareto_front, prefill_grid, ranked
+from cmperf.solve.search import Grid, best_by_devices, decode_grid, decode_memory_grid, pareto_front, prefill_grid, ranked
 from cmperf.compose.decode import pipelines
 from cmperf.compose.ops import shared_operators
 from cmperf.solve.space import (
@@ -145,13 +145,48 @@ def _streamed(build, st: Structures, n: int, slos, top: int, keep, frontier: boo
 def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float, eplb_perfect: bool = False,
                   *, slos, top: int, keep=(), chunk_bytes: float = CHUNK_BYTES, mtp_choices=None) -> Grid:
     """`decode_grid` for any budget, streamed; answers the TPOT SLOs `slos` (seconds) and the frontier.
-    `mtp_choices` as `decode_grid` takes them (default: MTP_CHOICES where the model has MTP)."""
+    `mtp_choices` as `decode_grid` takes them (default: MTP_CHOICES where the model has MTP).
+
+    Streamed, the search evaluates the cost model only up to the largest batch at which any
+    candidate fits in HBM (memory grows with the batch, so no larger batch fits anywhere); the
+    batches past it are kept as not fitting, with their memory, which is all any answer reads there."""
     if mtp_choices is None:
         mtp_choices = MTP_CHOICES if model["mtp.num_nextn_predict_layers"] > 0 else (0,)
-    per = len(ATTN_TP_CHOICES) * len(pipelines(hw)) * len(mtp_choices) * len(batch_grid())
-    return streamed(lambda st: decode_grid(hw, model, budget, input_len, output_len, acceptance, eplb_perfect, mtp_choices=mtp_choices, st=st),
-                    structures(hw, model, budget), per, slos, top, keep, frontier=True, chunk_bytes=chunk_bytes,
-                    bytes_per_candidate=DECODE_BYTES_PER_CANDIDATE)
+    st, batches = structures(hw, model, budget), batch_grid()
+    per = len(ATTN_TP_CHOICES) * len(pipelines(hw)) * len(mtp_choices) * len(batches)
+
+    def build(part, b=batches):
+        return decode_grid(hw, model, budget, input_len, output_len, acceptance, eplb_perfect, mtp_choices=mtp_choices, st=part, batches=b)
+
+    if len(st) <= chunk_structures(per, chunk_bytes, DECODE_BYTES_PER_CANDIDATE):
+        return build(st)
+    _, fits, _ = decode_memory_grid(hw, model, input_len, output_len, st, mtp_choices, batches)
+    any_fits = np.flatnonzero(fits.any(axis=(0, 1, 2, 3)))
+    j = int(any_fits[-1]) + 1 if len(any_fits) else 1  # batches evaluated: through the last that fits anywhere
+    grid = streamed(lambda part: build(part, batches[:j]), st, per * j // len(batches), slos, top, keep, frontier=True,
+                    chunk_bytes=chunk_bytes, bytes_per_candidate=DECODE_BYTES_PER_CANDIDATE)
+    return _with_batches(grid, hw, model, input_len, output_len, mtp_choices, batches, len(st) * per)
+
+
+def _with_batches(grid: Grid, hw: Spec, model: Spec, input_len: int, output_len: int, mtp_choices, batches, searched: int) -> Grid:
+    """The grid over the whole batch axis: the batches it left out, none of which fits, appended as
+    not fitting (no throughput or latency) with their memory and validity."""
+    j = grid.shape[-1]
+    if j == len(batches):
+        return grid
+    kept = grid.axes["structure"]
+    used, fits, valid = decode_memory_grid(hw, model, input_len, output_len, kept, mtp_choices, batches[j:])
+    assert not fits.any(), "a batch past the last that fits anywhere fits"
+    shape = grid.shape[:-1] + (len(batches) - j,)
+    full = grid.shape[:-1] + (len(batches),)
+
+    def cat(a, pad, dtype):
+        return np.concatenate([np.broadcast_to(np.asarray(a, dtype=dtype), grid.shape), np.broadcast_to(np.asarray(pad, dtype=dtype), shape)], axis=-1)
+
+    result = {"valid": cat(grid.result["valid"], valid, bool), "hbm_used_bytes_per_die": cat(grid.result["hbm_used_bytes_per_die"], used, float)}
+    return Grid(grid.phase, {**grid.axes, "batch": np.asarray(batches, float)}, result, full, cat(grid.metric, np.nan, float),
+                cat(grid.latency_s, np.nan, float), cat(grid.ok, False, bool), cat(grid.fits, False, bool), grid.fixed, searched,
+                workload=grid.workload, choices=grid.choices)
 
 
 def prefill_search(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,

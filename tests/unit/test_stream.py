@@ -210,3 +210,30 @@ def test_search_threads_from_the_environment(monkeypatch, value, expected):
     monkeypatch.setenv(stream.THREADS_ENV, value)
     default = min(stream.MAX_SEARCH_THREADS, stream.available_cores())
     assert stream.search_threads() == (expected if expected is not None else default)
+
+
+def test_decode_search_evaluates_only_batches_that_fit_somewhere(monkeypatch):
+    """decode_search skips the cost model past the last batch that fits anywhere; the answers, the
+    limits and the memory there are the whole grid's."""
+    from cmperf.solve import stream
+    from cmperf.solve.stream import decode_search
+
+    seen = []
+    real = stream.decode_grid
+    monkeypatch.setattr(stream, "decode_grid", lambda *a, **k: seen.append(len(k["batches"])) or real(*a, **k))
+    monkeypatch.setattr(stream, "DECODE_BYTES_PER_CANDIDATE", stream.CHUNK_BYTES / (3 * 17_424))
+    dense = decode_grid(HW, MODEL, BUDGET, 4096, 256, 0.7, st=structures(HW, MODEL, BUDGET))
+    small = decode_search(HW, MODEL, BUDGET, 4096, 256, 0.7, slos=SLOS, top=3)
+    assert len(seen) > 1 and max(seen) < dense.shape[-1]  # streamed, on fewer batches
+    assert small.shape[-1] == dense.shape[-1] and small.size == dense.size
+    for slo in SLOS:
+        a, b = ranked(dense, slo, 3), ranked(small, slo, 3)
+        assert _params(dense, a) == _params(small, b)
+        assert [limit_reason(dense, f, slo) for f in a] == [limit_reason(small, f, slo) for f in b]
+    front = lambda g: [(float(g.latency_s.reshape(-1)[i]), float(g.metric.reshape(-1)[i])) for i in pareto_front(g)]
+    assert front(dense) == front(small)
+    kept = [int(np.flatnonzero((dense.axes["structure"].devices == d) & (dense.axes["structure"].ep == e) & (dense.axes["structure"].redundant == r))[0])
+            for d, e, r in zip(small.axes["structure"].devices, small.axes["structure"].ep, small.axes["structure"].redundant)]
+    assert np.array_equal(small.fits, dense.fits[kept])
+    used = np.broadcast_to(dense.result["hbm_used_bytes_per_die"], dense.shape)[kept]
+    assert np.array_equal(small.result["hbm_used_bytes_per_die"], used)
