@@ -263,14 +263,12 @@ def _spec_key(spec: Spec):
 
 
 def _memo(cache: OrderedDict, key, size: int, build):
-    if key in cache:
-        cache.move_to_end(key)
-        return cache[key]
-    value = build()
-    cache[key] = value
-    while len(cache) > size:
-        cache.popitem(last=False)
-    return value
+    if key not in cache:
+        cache[key] = build()
+        while len(cache) > size:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
 
 
 def mtp_choices(sc: Scenario) -> tuple:
