@@ -186,15 +186,16 @@ def pipelined_layer_time_s(ops, streams, microbatches, hbm_bw):
     A, B: per-microbatch time of each stream's operators (each stream at its share of cores);
     R: the same work's demand on a resource the streams share (HBM bytes at full bandwidth; matrix
     work at the whole die), so overlap can never beat the shared hardware. The pipeline fill,
-    min(A, B), is paid once per forward pass (see `pipeline_fill_s`).
+    min(A, B), is paid once per forward pass (see `layer_time_and_fill_s`).
     Source: the paper's two-stream decode and prefill pipelines; bounds per scaling-book.
     """
     return layer_time_and_fill_s(ops, streams, microbatches, hbm_bw)[0]
 
 
 def layer_time_and_fill_s(ops, streams, microbatches, hbm_bw, stream_times=None):
-    """(`pipelined_layer_time_s`, `pipeline_fill_s`) of one layer, each stream summed once (and
-    the two stream times put in `stream_times`, a list, when given)."""
+    """(`pipelined_layer_time_s`, the pipeline fill) of one layer, each stream summed once (and the
+    two stream times put in `stream_times`, a list, when given). The fill, min(A, B) where
+    microbatches overlap, is paid once per forward pass."""
     a = stream_time_s(ops, streams[0])
     b = stream_time_s(ops, streams[1])
     n = np.asarray(microbatches, dtype=float)
@@ -204,9 +205,3 @@ def layer_time_and_fill_s(ops, streams, microbatches, hbm_bw, stream_times=None)
     if stream_times is not None:
         stream_times += [a, b]
     return np.where(n <= 1, a + b, overlapped), np.where(n > 1, np.minimum(a, b), 0.0)
-
-
-def pipeline_fill_s(ops, streams, microbatches):
-    a = stream_time_s(ops, streams[0])
-    b = stream_time_s(ops, streams[1])
-    return np.where(np.asarray(microbatches) > 1, np.minimum(a, b), 0.0)

@@ -18,7 +18,7 @@ import numpy as np
 
 from cmperf.comm.collectives import bulk_comm_time_s, kv_transfer_time_s
 from cmperf.compose.memory import activation_bytes, kv_bytes_per_token, weight_bytes_per_die
-from cmperf.compose.ops import Die, Op, outcome, pipeline_fill_s, pipelined_layer_time_s, placement_arrays
+from cmperf.compose.ops import Die, Op, layer_time_and_fill_s, outcome, pipelined_layer_time_s, placement_arrays
 from cmperf.costs import attention
 from cmperf.costs.elementwise import elementwise_cost
 from cmperf.costs.moe import busiest_link_messages, expected_destinations, message_bytes, hottest_rank_load, placement, popularity_cv
@@ -173,9 +173,9 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
 
     hbm = full.hbm_bw
     w_dense = pipelined_layer_time_s(dense_ops, STREAMS, n, hbm)
-    w_moe = pipelined_layer_time_s(moe_ops, STREAMS, n, hbm)
+    moe_streams = []  # the MoE layer's compute and communication stream times, per microbatch
+    w_moe, fill = layer_time_and_fill_s(moe_ops, STREAMS, n, hbm, moe_streams)
     w_mtp = pipelined_layer_time_s(mtp_ops, STREAMS, n, hbm)
-    fill = pipeline_fill_s(moe_ops, STREAMS, n)
     for op in dense_ops:
         op.calls = L_dense * n
     for op in moe_ops:
@@ -224,6 +224,6 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
         "kv_transfer_s": kv_s,
         **outcome(per_device, dies_pkg, mem, used, cap, valid),
         "aux": aux,
-        "compute_stream_s": sum(o.time_s for o in moe_ops if o.stream == "compute"),
-        "comm_stream_s": sum(o.time_s for o in moe_ops if o.stream == "comm"),
+        "compute_stream_s": moe_streams[0],
+        "comm_stream_s": moe_streams[1],
     }

@@ -14,7 +14,7 @@ import numpy as np
 from cmperf.compose.decode import pipelines
 from cmperf.evaluation import evaluate
 from cmperf.solve.space import (
-    ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, axis, batch_grid, check_dense, structures,
+    ATTN_TP_CHOICES, MICROBATCH_CHOICES, PREFILL_TOKENS_CHOICES, Structures, axis, batch_grid, check_dense, mtp_axis, structures,
 )
 from cmperf.specs.deployment import Deployment, Workload
 from cmperf.specs.loader import Spec
@@ -53,21 +53,15 @@ def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: 
     """Every decode candidate of the budget (or of the structures `st`), evaluated in one call
     (`batches`: the batch axis, default `batch_grid(max_batch)`)."""
     st = structures(hw, model, budget) if st is None else st
-    tp = [t for t in ATTN_TP_CHOICES]
-    mtp = list(mtp_choices if mtp_choices is not None else (MTP_CHOICES if model["mtp.num_nextn_predict_layers"] > 0 else (0,)))
+    tp = list(ATTN_TP_CHOICES)
+    mtp = list(mtp_axis(model, mtp_choices))
     b = batch_grid(max_batch) if batches is None else np.asarray(batches, float)
     pipes = pipelines(hw)
     n_mb, n_cores = (np.array(x, float) for x in zip(*pipes))
-    nd = len(DECODE_AXES)
     check_dense(len(st) * len(tp) * len(pipes) * len(mtp) * len(b))
     workload = Workload(input_len=input_len, output_len=output_len, mtp_acceptance=acceptance)
     choices = {"eplb": "perfect" if eplb_perfect else "default"}
-    dep = Deployment(
-        "decode", devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
-        attn_tp=axis(tp, 1, nd), microbatches=axis(n_mb, 2, nd), attention_matrix_cores=axis(n_cores, 2, nd), mtp=axis(mtp, 3, nd),
-        batch=axis(b, 4, nd), **choices,
-    )
-    ev = evaluate(hw, model, workload, dep)
+    ev = evaluate(hw, model, workload, _decode_deployment(st, n_mb, n_cores, mtp, b, **choices))
     shape = (len(st), len(tp), len(pipes), len(mtp), len(b))
     fits = _full(ev.fits, shape, bool)
     ok = _full(ev.valid, shape, bool) & fits
@@ -79,16 +73,21 @@ def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: 
                 workload=workload, choices=choices)
 
 
+def _decode_deployment(st: Structures, microbatches, attn_cores, mtp, batches, **choices) -> Deployment:
+    """The decode deployments of the grid's outer product, each choice on its axis (DECODE_AXES)."""
+    nd = len(DECODE_AXES)
+    return Deployment("decode", devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
+                      attn_tp=axis(list(ATTN_TP_CHOICES), 1, nd), microbatches=axis(microbatches, 2, nd),
+                      attention_matrix_cores=axis(attn_cores, 2, nd), mtp=axis(mtp, 3, nd), batch=axis(batches, 4, nd), **choices)
+
+
 def decode_memory_grid(hw: Spec, model: Spec, input_len: int, output_len: int, st: Structures, mtp_choices, batches) -> tuple:
     """(HBM used per die, fits, valid) of every decode candidate of the structures `st` at the given
     batches, shaped as `decode_grid`'s with one pipeline (memory does not depend on it)."""
     from cmperf.compose.decode import decode_memory, decode_valid
     from cmperf.evaluation import model_inputs
 
-    nd = len(DECODE_AXES)
-    dep = Deployment("decode", devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
-                     attn_tp=axis(list(ATTN_TP_CHOICES), 1, nd), microbatches=1, attention_matrix_cores=0, mtp=axis(list(mtp_choices), 3, nd),
-                     batch=axis(batches, 4, nd))
+    dep = _decode_deployment(st, [1.0], [0.0], list(mtp_choices), batches)
     inp = model_inputs(Workload(input_len=input_len, output_len=output_len), dep)
     _, used, cap, _, pl = decode_memory(hw, model, inp)
     shape = (len(st), len(ATTN_TP_CHOICES), 1, len(mtp_choices), len(batches))

@@ -83,6 +83,14 @@ def check_dense(n_candidates: int, where: str = "--devices") -> None:
                         f"or use `cmperf plan`, which streams its search", where=where)
 
 
+def mtp_axis(model: Spec, choices=None) -> tuple:
+    """The speculative-token counts a decode search tries: `choices`, else MTP_CHOICES where the
+    model has an MTP module and none where it has not."""
+    if choices is not None:
+        return tuple(choices)
+    return MTP_CHOICES if model["mtp.num_nextn_predict_layers"] > 0 else (0,)
+
+
 def axis(values, position: int, ndim: int) -> np.ndarray:
     shape = [1] * ndim
     shape[position] = len(values)

@@ -28,7 +28,7 @@ from cmperf.solve.search import Grid, best_by_devices, decode_grid, decode_memor
 from cmperf.compose.decode import pipelines
 from cmperf.compose.ops import shared_operators
 from cmperf.solve.space import (
-    ATTN_TP_CHOICES, MICROBATCH_CHOICES, MTP_CHOICES, PREFILL_TOKENS_CHOICES, Structures, batch_grid, structures,
+    ATTN_TP_CHOICES, MICROBATCH_CHOICES, PREFILL_TOKENS_CHOICES, Structures, batch_grid, mtp_axis, structures,
 )
 from cmperf.specs.loader import Spec
 from cmperf.units import MiB
@@ -150,8 +150,7 @@ def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len
     Streamed, the search evaluates the cost model only up to the largest batch at which any
     candidate fits in HBM (memory grows with the batch, so no larger batch fits anywhere); the
     batches past it are kept as not fitting, with their memory, which is all any answer reads there."""
-    if mtp_choices is None:
-        mtp_choices = MTP_CHOICES if model["mtp.num_nextn_predict_layers"] > 0 else (0,)
+    mtp_choices = mtp_axis(model, mtp_choices)
     st, batches = structures(hw, model, budget), batch_grid()
     per = len(ATTN_TP_CHOICES) * len(pipelines(hw)) * len(mtp_choices) * len(batches)
 

@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from types import MappingProxyType
 
-from cmperf.solve.stream import available_cores  # noqa: F401 (re-exported: the what-if commands' default)
+from cmperf.solve.stream import available_cores
 
 #: Blocks per worker: enough to balance uneven points, few enough to keep memos warm.
 BLOCKS_PER_WORKER = 4
