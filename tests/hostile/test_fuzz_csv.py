@@ -30,23 +30,30 @@ def _write(tmp, text: str) -> str:
     return str(path)
 
 
+def _csv_text(rows) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def _read_or_refused(read, tmp, text: str):
+    """(path, read(path)) of a fuzzed file, or (path, None) where it is refused by a message naming it."""
+    path = _write(tmp, text)
+    try:
+        return path, read(path)
+    except SpecError as exc:
+        assert path in str(exc)
+        return path, None
+
+
 @settings_for(80)
 @given(st.lists(st.sampled_from(COLUMNS), min_size=1, max_size=8), st.lists(st.lists(CELLS, max_size=9), max_size=4),
        st.sampled_from(["", "\ufeff", "# comment\n", "\n\n"]))
 def test_fuzz_measurement_csv(tmp_path_factory, header, rows, lead):
     from cmperf.validation.measurements import read_measurements
 
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    path = _write(tmp_path_factory.getbasetemp(), lead + buf.getvalue())
-    try:
-        meas = read_measurements(path)
-    except SpecError as exc:
-        assert path in str(exc)
-        return
-    for m in meas:
+    _, meas = _read_or_refused(read_measurements, tmp_path_factory.getbasetemp(), lead + _csv_text([header, *rows]))
+    for m in meas or ():
         assert math.isfinite(m.value) and m.value > 0 and m.si_per_unit > 0
 
 
@@ -65,15 +72,8 @@ def test_fuzz_published_csv(tmp_path_factory, row, edits, param_edit):
         if param_edit and col == 4:  # keep the params column's form: key=value items
             cell = f"{row[4]};{cell}=1" if row[4] else f"{cell}=1"
         row[col] = cell
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(row)
-    path = _write(tmp_path_factory.getbasetemp(), PUB_HEADER + "\n" + buf.getvalue())
-    try:
-        cases = load_published(path)
-    except SpecError as exc:
-        assert path in str(exc)
-        return
-    for case in cases:
+    path, cases = _read_or_refused(load_published, tmp_path_factory.getbasetemp(), PUB_HEADER + "\n" + _csv_text([row]))
+    for case in cases or ():
         try:
             out = evaluate_case(case)
         except SpecError as exc:
