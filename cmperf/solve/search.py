@@ -7,7 +7,7 @@ boolean array with a reason, never an exception.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,6 +37,9 @@ class Grid:
     searched: int | None = None  # candidates searched, where the grid keeps only some structures (a streamed search)
     workload: Workload | None = None  # what every point serves
     choices: dict | None = None  # deployment choices common to every point (EPLB, cache path)
+    #: Answers already computed over this grid, by query: ("best", slo) -> `best_per_deployment`,
+    #: "front" -> `pareto_front`. A streamed search fills it from its chunks' answers.
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -146,14 +149,25 @@ def best_per_deployment(grid: Grid, slo_s: float | None) -> tuple[np.ndarray, np
     """For each deployment (all axes but the last), the best feasible point along the last axis.
 
     Returns (metric, flat index) arrays over the leading axes; metric is -inf where none is feasible.
+    Computed once per grid and SLO (read-only arrays: ranking, per-size bests and the paper's point
+    all read the same pass).
     """
-    feasible = grid.ok if slo_s is None else grid.ok & (grid.latency_s <= slo_s)
-    m = np.where(feasible, grid.metric, -np.inf)
-    j = np.argmax(m, axis=-1)
-    best = np.take_along_axis(m, j[..., None], axis=-1)[..., 0]
-    lead = np.indices(best.shape)
-    flat = np.ravel_multi_index((*lead, j), grid.shape)
-    return best, flat
+    key = ("best", slo_s)
+    if key not in grid.memo:
+        feasible = grid.ok if slo_s is None else grid.ok & (grid.latency_s <= slo_s)
+        m = np.where(feasible, grid.metric, -np.inf)
+        j = np.argmax(m, axis=-1)
+        best = np.take_along_axis(m, j[..., None], axis=-1)[..., 0]
+        lead = np.indices(best.shape)
+        flat = np.ravel_multi_index((*lead, j), grid.shape)
+        grid.memo[key] = _frozen(best, flat)
+    return grid.memo[key]
+
+
+def _frozen(*arrays):
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
 
 
 def ranked(grid: Grid, slo_s: float | None, top: int) -> list[int]:
@@ -190,6 +204,12 @@ PARETO_BINS = 4096
 
 def pareto_front(grid: Grid) -> np.ndarray:
     """Flat indices of the feasible decode points no other point beats on both TPOT and tokens/s."""
+    if "front" not in grid.memo:
+        grid.memo["front"] = _frozen(_pareto_front(grid))[0]
+    return grid.memo["front"]
+
+
+def _pareto_front(grid: Grid) -> np.ndarray:
     # Only a deployment's best point per latency matters: keep, per deployment, the points along
     # the batch axis whose throughput beats every smaller batch (monotone staircase), then merge.
     ok = grid.ok
@@ -209,9 +229,19 @@ def pareto_front(grid: Grid) -> np.ndarray:
         np.maximum.at(best, bins, thr)
         below = np.concatenate([[-np.inf], np.maximum.accumulate(best)[:-1]])
         beaten = thr <= below[bins]
-        lat, thr, idx = lat[~beaten], thr[~beaten], idx[~beaten]
+        idx = idx[~beaten]
+    return front_of(grid, idx)
+
+
+def front_of(grid: Grid, idx: np.ndarray) -> np.ndarray:
+    """The frontier among the feasible points `idx` (ascending flat indices): sorted by latency,
+    then by throughput, a point stays if it beats the throughput of every point before it. Any
+    ascending subset holding every frontier point of the grid gives the grid's frontier (a point
+    beaten in the grid is beaten by the first point of the largest throughput before it, itself a
+    frontier point)."""
+    lat, thr = grid.latency_s.reshape(-1)[idx], grid.metric.reshape(-1)[idx]
     order = np.lexsort((-thr, lat))
-    lat, thr, idx = lat[order], thr[order], idx[order]
+    thr, idx = thr[order], idx[order]
     running = np.maximum.accumulate(thr)
     keep = np.concatenate([[True], thr[1:] > running[:-1]]) if len(thr) else np.array([], bool)
     return idx[keep]

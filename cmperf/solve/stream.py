@@ -24,7 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from cmperf.solve.search import Grid, best_by_devices, decode_grid, decode_memory_grid, pareto_front, prefill_grid, ranked
+from cmperf.solve.search import (
+    Grid, _frozen, best_by_devices, best_per_deployment, decode_grid, decode_memory_grid, front_of, pareto_front, prefill_grid, ranked,
+)
 from cmperf.compose.decode import pipelines
 from cmperf.compose.ops import shared_operators
 from cmperf.solve.space import (
@@ -121,7 +123,42 @@ def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(),
 def _chunk(build, part: Structures, slos, top: int, keep, frontier: bool):
     grid = build(part)
     meta = (grid.phase, grid.axes, grid.shape[1:], grid.fixed, grid.workload, grid.choices)
-    return int(np.prod(grid.shape)), _kept(grid, _answering(grid, slos, top, keep, frontier)), meta
+    idx = _answering(grid, slos, top, keep, frontier)
+    return int(np.prod(grid.shape)), _kept(grid, idx), meta, _kept_answers(grid, idx, slos, frontier)
+
+
+def _kept_answers(grid: Grid, idx: np.ndarray, slos, frontier: bool) -> dict:
+    """The chunk's best point per deployment (per SLO) and frontier, at the kept structures `idx`,
+    flat indices counted in the kept grid: the kept grid's own answers (a structure's deployments
+    are the same there), which the merged grid then need not recompute."""
+    per = int(np.prod(grid.shape[1:]))
+    pos = np.full(grid.shape[0], -1, dtype=np.intp)
+    pos[idx] = np.arange(len(idx))
+
+    def local(flat):
+        return pos[flat // per] * per + flat % per
+
+    memo = {}
+    for slo in slos:
+        best, flat = best_per_deployment(grid, slo)
+        memo[("best", slo)] = (best[idx], local(flat[idx]))
+    if frontier:
+        memo["front"] = local(pareto_front(grid))  # every frontier structure is kept
+    return memo
+
+
+def _merged_answers(answers: list, counts: list, per: int, grid: Grid) -> dict:
+    """The chunks' answers as the merged grid's: rows concatenated, flat indices shifted by the
+    kept structures before each chunk; the frontier is the frontier of the chunks' frontiers."""
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]) * per
+    memo = {}
+    for key in answers[0]:
+        if key == "front":
+            continue
+        memo[key] = _frozen(np.concatenate([a[key][0] for a in answers]), np.concatenate([a[key][1] + o for a, o in zip(answers, offsets)]))
+    if "front" in answers[0]:
+        memo["front"] = _frozen(front_of(grid, np.concatenate([a["front"] + o for a, o in zip(answers, offsets)])))[0]
+    return memo
 
 
 def _streamed(build, st: Structures, n: int, slos, top: int, keep, frontier: bool) -> Grid:
@@ -138,8 +175,10 @@ def _streamed(build, st: Structures, n: int, slos, top: int, keep, frontier: boo
     phase, axes, inner, fixed, workload, choices = done[-1][2]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "structure"}
     kept = Structures(*(np.concatenate([getattr(p["structure"], f) for p in parts]) for f in ("devices", "ep", "redundant")))
-    return Grid(phase, {**axes, "structure": kept}, {"valid": cat["valid"], "hbm_used_bytes_per_die": cat["hbm_used_bytes_per_die"]},
+    grid = Grid(phase, {**axes, "structure": kept}, {"valid": cat["valid"], "hbm_used_bytes_per_die": cat["hbm_used_bytes_per_die"]},
                 (len(kept),) + inner, cat["metric"], cat["latency_s"], cat["ok"], cat["fits"], fixed, searched, workload=workload, choices=choices)
+    grid.memo.update(_merged_answers([d[3] for d in done], [len(p["structure"]) for p in parts], int(np.prod(inner)), grid))
+    return grid
 
 
 def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float, eplb_perfect: bool = False,
@@ -183,9 +222,13 @@ def _with_batches(grid: Grid, hw: Spec, model: Spec, input_len: int, output_len:
         return np.concatenate([np.broadcast_to(np.asarray(a, dtype=dtype), grid.shape), np.broadcast_to(np.asarray(pad, dtype=dtype), shape)], axis=-1)
 
     result = {"valid": cat(grid.result["valid"], valid, bool), "hbm_used_bytes_per_die": cat(grid.result["hbm_used_bytes_per_die"], used, float)}
-    return Grid(grid.phase, {**grid.axes, "batch": np.asarray(batches, float)}, result, full, cat(grid.metric, np.nan, float),
-                cat(grid.latency_s, np.nan, float), cat(grid.ok, False, bool), cat(grid.fits, False, bool), grid.fixed, searched,
-                workload=grid.workload, choices=grid.choices)
+    out = Grid(grid.phase, {**grid.axes, "batch": np.asarray(batches, float)}, result, full, cat(grid.metric, np.nan, float),
+               cat(grid.latency_s, np.nan, float), cat(grid.ok, False, bool), cat(grid.fits, False, bool), grid.fixed, searched,
+               workload=grid.workload, choices=grid.choices)
+    # The appended batches fit nowhere: the answers are the same points, at their new flat indices.
+    wide = lambda flat: flat // j * len(batches) + flat % j  # noqa: E731
+    out.memo.update({k: (_frozen(wide(v))[0] if k == "front" else _frozen(v[0], wide(v[1]))) for k, v in grid.memo.items()})
+    return out
 
 
 def prefill_search(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,

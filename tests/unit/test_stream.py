@@ -237,3 +237,34 @@ def test_decode_search_evaluates_only_batches_that_fit_somewhere(monkeypatch):
     assert np.array_equal(small.fits, dense.fits[kept])
     used = np.broadcast_to(dense.result["hbm_used_bytes_per_die"], dense.shape)[kept]
     assert np.array_equal(small.result["hbm_used_bytes_per_die"], used)
+
+
+def test_chunk_answers_carried_to_the_kept_grid_equal_a_fresh_pass(pair):
+    """The kept grid takes its best points per deployment and its frontier from the chunks'
+    passes; computed again over the kept grid itself they are the same, index for index."""
+    from cmperf.solve.search import Grid
+
+    dense, small, extra = pair
+    assert ("best", SLOS[0]) in small.memo and "front" in small.memo
+    fresh = Grid(**{f: getattr(small, f) for f in ("phase", "axes", "result", "shape", "metric", "latency_s", "ok", "fits", "fixed", "searched")})
+    for slo in SLOS:
+        for a, b in zip(best_per_deployment(small, slo), best_per_deployment(fresh, slo)):
+            assert np.array_equal(a, b)
+            assert not a.flags.writeable  # shared by every reader: nobody may change it
+    assert np.array_equal(pareto_front(small), pareto_front(fresh))
+
+
+def test_decode_search_answers_carried_past_the_batch_cut_equal_a_fresh_pass(monkeypatch):
+    """The same when the search evaluated fewer batches and the grid was widened after."""
+    from cmperf.solve import stream
+    from cmperf.solve.search import Grid
+    from cmperf.solve.stream import decode_search
+
+    monkeypatch.setattr(stream, "DECODE_BYTES_PER_CANDIDATE", stream.CHUNK_BYTES / (3 * 17_424))
+    small = decode_search(HW, MODEL, BUDGET, 4096, 256, 0.7, slos=SLOS, top=3)
+    assert small.memo
+    fresh = Grid(**{f: getattr(small, f) for f in ("phase", "axes", "result", "shape", "metric", "latency_s", "ok", "fits", "fixed", "searched")})
+    for slo in SLOS:
+        for a, b in zip(best_per_deployment(small, slo), best_per_deployment(fresh, slo)):
+            assert np.array_equal(a, b)
+    assert np.array_equal(pareto_front(small), pareto_front(fresh))
