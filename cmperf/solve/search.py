@@ -210,15 +210,24 @@ def pareto_front(grid: Grid) -> np.ndarray:
 
 
 def _pareto_front(grid: Grid) -> np.ndarray:
+    # Decode throughput per device is batch / TPOT, so of the pipelines (microbatches and core
+    # split) of one structure, TP, MTP and batch only the fastest can be on the frontier (the first
+    # of equals, as the exact pass keeps): the pre-filter looks at that one.
+    axis = DECODE_AXES.index("microbatches")
+    lat_all = np.where(grid.ok, grid.latency_s, np.inf)
+    pipe = np.expand_dims(np.argmin(lat_all, axis=axis), axis)
+    lat = np.take_along_axis(lat_all, pipe, axis=axis)
+    ok = np.isfinite(lat)
     # Only a deployment's best point per latency matters: keep, per deployment, the points along
     # the batch axis whose throughput beats every smaller batch (monotone staircase), then merge.
-    ok = grid.ok
-    m = np.where(ok, grid.metric, -np.inf)
+    m = np.where(ok, np.take_along_axis(np.broadcast_to(grid.metric, grid.shape), pipe, axis=axis), -np.inf)
     stair = m > np.concatenate([np.full(m.shape[:-1] + (1,), -np.inf), np.maximum.accumulate(m, axis=-1)[..., :-1]], axis=-1)
-    sel = (ok & stair).reshape(-1)
-    lat = grid.latency_s.reshape(-1)[sel]
-    thr = grid.metric.reshape(-1)[sel]
-    idx = np.flatnonzero(sel)
+    sel = ok & stair
+    lat, thr = lat[sel], m[sel]
+    lead = np.nonzero(sel)
+    idx = np.ravel_multi_index(lead[:axis] + (pipe[sel],) + lead[axis + 1:], grid.shape)
+    order = np.argsort(idx, kind="stable")  # ascending, as the exact pass expects
+    lat, thr, idx = lat[order], thr[order], idx[order]
     # Drop points that a point of a strictly lower latency bin already matches: a frontier point is
     # beaten by nothing, so it always survives; the exact pass then sorts few. Bins are a monotone
     # map of latency, so a lower bin means a strictly lower latency.

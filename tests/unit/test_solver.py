@@ -345,6 +345,16 @@ def test_pareto_front_brute_force_equal(small_decode):
     assert got == brute
 
 
+@pytest.mark.parametrize("budget, max_batch", [(16, 64), (64, 256)])
+def test_pareto_prefilter_keeps_the_same_points_as_the_exact_pass_alone(budget, max_batch):
+    """The pre-filters (fastest pipeline per batch, staircase, latency bins) drop only points the
+    exact pass drops: the frontier is the same points, index for index (ties too)."""
+    from cmperf.solve.search import front_of
+
+    g = decode_grid(HW, MODEL, budget, INPUT_LEN, OUTPUT_LEN, ACCEPTANCE, max_batch=max_batch)
+    assert np.array_equal(pareto_front(g), front_of(g, np.flatnonzero(g.ok.reshape(-1))))
+
+
 # ---- limit_reason ---------------------------------------------------------------------------------
 
 
