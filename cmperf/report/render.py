@@ -120,38 +120,40 @@ def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, who
     return t
 
 
-def _natural_width(table) -> int:
-    """The width the table takes unwrapped: each column as wide as its widest one-line cell or
-    header, plus one space of padding either side and a border between and around the columns."""
+#: Padding rich puts either side of a cell (Table's default padding (0, 1)).
+CELL_PADDING = 2
+
+
+def _natural_widths(table) -> list[int]:
+    """Each column's width drawn unwrapped, padding included: rich's own measure of text cells
+    (the widest line of any cell or the header), at least the column's minimum width."""
     from rich.cells import cell_len
 
-    return sum(max([cell_len(str(c.header))] + [cell_len(str(x)) for x in c._cells]) + 3 for c in table.columns) + 1
+    def widest(text) -> int:
+        return max((cell_len(line) for line in str(text).splitlines()), default=0)
+
+    return [max(widest(c.header), *(widest(x) for x in c._cells), c.min_width or 0) + CELL_PADDING for c in table.columns]
 
 
 def _fits(width: int, table) -> bool:
-    """Whether rich draws the table whole at this width: the column widths rich settles on (each at
-    least its minimum: a number's full width, a word) plus borders and padding within the width;
-    past it rich crops the right edge."""
-    if _natural_width(table) <= width:
-        return True  # drawn unwrapped: nothing to check
-    if sum((c.min_width or 1) + 3 for c in table.columns) + 1 > width:
-        return False  # even every column at its least (a number whole, a word) is too wide
-    from rich.console import Console
+    """Whether the table is drawn whole at this width without wrapping a cell: its natural column
+    widths plus borders within the width. (Wider, rich would have to wrap text or crop the right
+    edge: the caller leaves columns out first.)"""
+    return sum(_natural_widths(table)) + table._extra_width <= width
 
-    console = Console(width=width, file=io.StringIO(), color_system=None, highlight=False)
-    try:
-        return sum(table._calculate_column_widths(console, console.options)) + table._extra_width <= width
-    except AttributeError:  # a rich without these internals: draw it and look at the right edge
-        console.print(table)
-        rows = [ln.rstrip() for ln in console.file.getvalue().splitlines() if ln[:1] in "┏┃┡│└"]
-        return all(ln[-1] in "┓┃┩│┘" for ln in rows if ln)
+
+def _fix_widths(table) -> None:
+    """Pin each column at its natural width, so that drawing the table (known to fit) does not
+    measure every cell a second time: rich draws a fixed-width column as it would have measured it."""
+    for c, w in zip(table.columns, _natural_widths(table)):
+        c.width = w - CELL_PADDING
 
 
 def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequence[str] | None = None, console=None,
                 drop_when_narrow: Sequence[str] = ()) -> None:
-    """A rich table that fits the console: text wraps, numbers never break; when even that is too
-    wide, the columns in `drop_when_narrow` are left out, in order, until it fits (CSV and JSON
-    keep them all)."""
+    """A rich table that fits the console: drawn unwrapped where it fits; else the columns in
+    `drop_when_narrow` are left out, in order, until it does (CSV and JSON keep them all); past
+    that, text wraps and numbers never break."""
     console = console or make_console()
     if not rows:
         console.print(f"{title or ''}: (no rows)")
@@ -167,8 +169,10 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
         if c in cols and len(cols) > 2:
             cols.remove(c)
             table = _table(rows, cols, names, title)
-    if not _fits(console.width, table):
-        table = _table(rows, cols, names, title, whole_words=False)
+    if _fits(console.width, table):
+        _fix_widths(table)
+    else:
+        table = _table(rows, cols, names, title, whole_words=False)  # wrap text, at any character if need be
     console.print(table)
 
 

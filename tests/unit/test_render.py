@@ -1,0 +1,76 @@
+"""Terminal tables: the fit test and the pinned widths agree with rich's own measure and drawing,
+and a table never runs past the console."""
+
+from __future__ import annotations
+
+import io
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from cmperf.report.render import _fits, _fix_widths, _natural_widths, _table, print_table
+
+WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_/%.", min_size=1, max_size=18)
+TEXT = st.lists(WORD, min_size=1, max_size=5).map(" ".join)
+CELL = st.one_of(
+    TEXT,
+    st.lists(TEXT, min_size=2, max_size=3).map("\n".join),  # a note with a line break
+    st.integers(-10**9, 10**9),
+    st.floats(-1e9, 1e9, allow_nan=False),
+)
+
+
+@st.composite
+def tables(draw):
+    ncols = draw(st.integers(1, 6))
+    names = [f"col {i}" + draw(st.sampled_from(["", " name", " a longer header"])) for i in range(ncols)]
+    kinds = [draw(st.sampled_from(["text", "number"])) for _ in range(ncols)]
+    nrows = draw(st.integers(1, 6))
+    rows = []
+    for _ in range(nrows):
+        rows.append({n: draw(CELL if k == "text" else st.integers(-10**6, 10**6)) for n, k in zip(names, kinds)})
+    return rows
+
+
+def _draw(table, width: int) -> str:
+    con = Console(width=width, file=io.StringIO(), color_system=None, highlight=False, markup=False, emoji=False)
+    con.print(table)
+    return con.file.getvalue()
+
+
+@settings(max_examples=150, deadline=None)
+@given(tables())
+def test_natural_widths_are_riches_own_measure(rows):
+    t = _table(rows, list(rows[0]), {c: c for c in rows[0]}, "title")
+    con = Console(width=10_000, file=io.StringIO())
+    assert _natural_widths(t) == [t._measure_column(con, con.options, c).maximum for c in t.columns]
+
+
+@settings(max_examples=150, deadline=None)
+@given(tables(), st.integers(20, 200))
+def test_a_table_that_fits_draws_the_same_with_pinned_widths(rows, width):
+    cols = list(rows[0])
+    plain = _table(rows, cols, {c: c for c in cols}, "title")
+    if _fits(width, plain):
+        drawn = _draw(plain, width)
+        assert all(len(line) <= width for line in drawn.splitlines())
+        pinned = _table(rows, cols, {c: c for c in cols}, "title")
+        _fix_widths(pinned)
+        assert _draw(pinned, width) == drawn
+
+
+@settings(max_examples=100, deadline=None)
+@given(tables(), st.integers(30, 160))
+def test_printed_table_never_runs_past_the_console(rows, width):
+    con = Console(width=width, file=io.StringIO(), color_system=None, highlight=False, markup=False, emoji=False)
+    print_table(rows, "title", console=con, drop_when_narrow=list(rows[0])[1:])
+    assert all(len(line) <= width for line in con.file.getvalue().splitlines())
+
+
+def test_columns_are_left_out_in_order_until_the_table_fits():
+    rows = [{"name": "a deployment", "tokens/s": 1234.5, "wide note": "x" * 40, "other note": "y" * 30}]
+    con = Console(width=60, file=io.StringIO(), color_system=None)
+    print_table(rows, "t", console=con, drop_when_narrow=["wide note", "other note"])
+    out = con.file.getvalue()
+    assert "wide note" not in out and "other note" in out and "tokens/s" in out
