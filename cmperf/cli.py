@@ -6,6 +6,7 @@ Heavy libraries (numpy, pandas, rich, matplotlib) are imported inside commands, 
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import Annotated, Optional
 
@@ -285,6 +286,25 @@ def plan(
     print_plan(result, fmt.value, str(path) if path else None)
 
 
+def _command_name(info) -> str:
+    return info.name or info.callback.__name__.lower().replace("_", "-")  # typer's own naming
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The app that runs `cmperf ARGS`: where the first argument names a command, an app holding
+    only that command (typer turns every command's signature into options on each start, about 10
+    ms for all of them); else the whole app (`--help`, `--version`, a misspelt command: listing
+    the commands and suggesting one needs them all). Either gives the same help, usage and errors."""
+    name = args[0] if args else None
+    commands = [c for c in app.registered_commands if _command_name(c) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if len(commands) + len(groups) != 1:
+        return app
+    one = copy.copy(app)
+    one.registered_commands, one.registered_groups = commands, groups
+    return one
+
+
 def main() -> None:
     """Console entry point: run the app, turning every input error into one line and exit code 2.
 
@@ -295,7 +315,7 @@ def main() -> None:
 
     click_exceptions = typer.BadParameter.__mro__[2]  # ClickException of typer's bundled click
     try:
-        code = app(standalone_mode=False)  # a command's `raise typer.Exit(n)` comes back as n
+        code = app_for(sys.argv[1:])(standalone_mode=False)  # a command's `raise typer.Exit(n)` comes back as n
     except CmperfError as exc:
         print(f"cmperf: error: {safe_text(' '.join(str(exc).split()))}", file=sys.stderr)
         sys.exit(exc.exit_code)

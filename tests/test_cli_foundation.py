@@ -221,3 +221,44 @@ def test_local_hardware_dir_shadows_installed(tmp_path):
     cp = cmperf("hardware", "show", "cloudmatrix384", "-f", "json", cwd=tmp_path)
     assert cp.returncode == 0, cp.stderr
     assert json.loads(cp.stdout)["die.hbm_bandwidth_bytes_per_s"] == 2.0e12
+
+
+# ---- one command built per start --------------------------------------------------------------------
+
+
+def _names():
+    from cmperf.cli import _command_name
+
+    return [_command_name(c) for c in app.registered_commands] + [g.name for g in app.registered_groups]
+
+
+def test_every_command_is_registered_and_named_as_help_lists_it():
+    listed = ok("--help")
+    assert len(_names()) >= 13
+    for name in _names():
+        assert f" {name} " in listed, name
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--bogus-option"], ["--help", "--bogus-option"]])
+def test_an_app_of_one_command_answers_as_the_whole_app(args):
+    """`cmperf NAME ...` builds only NAME's options; help, usage errors and their exit codes are the
+    whole app's, for every command and group."""
+    from cmperf.cli import _command_name, app_for
+
+    for name in _names():
+        one = app_for([name, *args])
+        assert one is not app and [_command_name(c) for c in one.registered_commands] + [g.name for g in one.registered_groups] == [name]
+        a, b = runner.invoke(app, [name, *args], env=ENV), runner.invoke(one, [name, *args], env=ENV)
+        assert (a.exit_code, a.output) == (b.exit_code, b.output), name
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["--version"], ["paln"], ["--version", "plan"]])
+def test_the_whole_app_runs_when_no_command_is_named_first(args):
+    from cmperf.cli import app_for
+
+    assert app_for(args) is app
+
+
+def test_a_misspelt_command_still_gets_a_suggestion():
+    p = cmperf("paln")
+    assert p.returncode == 2 and "plan" in p.stderr
