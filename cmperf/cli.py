@@ -265,7 +265,6 @@ def plan(
 ):
     """Search deployments for the best throughput under TPOT (and TTFT) SLOs; write CSV and markdown reports."""
     from cmperf.overrides import parse_set
-    from cmperf.report.files import write_run_dir
     from cmperf.report.plan import print_plan, report_files
     from cmperf.solve.plan import PlanRequest
     from cmperf.solve.plan import plan as run
@@ -282,7 +281,11 @@ def plan(
 
     check_tag(tag)
     result = run(req)
-    path = None if no_write else write_run_dir(out, "plan", report_files(result), tag, overwrite)
+    path = None
+    if not no_write:
+        from cmperf.report.files import write_run_dir
+
+        path = write_run_dir(out, "plan", report_files(result), tag, overwrite)
     print_plan(result, fmt.value, str(path) if path else None)
 
 

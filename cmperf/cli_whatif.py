@@ -100,10 +100,10 @@ def _check_tag(tag):
 
 
 def _write(out, prefix, files_fn, tag, overwrite, no_write):
-    from cmperf.report.files import write_run_dir
-
     if no_write:
         return None
+    from cmperf.report.files import write_run_dir
+
     return write_run_dir(out, prefix, files_fn(), tag, overwrite)
 
 
