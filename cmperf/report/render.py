@@ -98,25 +98,33 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, whole_words: bool = True):
+def _cells(rows: Sequence[dict], cols: list) -> dict:
+    """Each column's cells as the text drawn (numbers formatted, control characters made visible)."""
+    from cmperf.inputs import safe_text
+
+    return {c: [safe_text(fmt_number(r[c])) for r in rows] for c in cols}
+
+
+def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, whole_words: bool = True, cells: dict | None = None):
     from rich.table import Table
 
     from rich.text import Text
 
     from cmperf.inputs import safe_text
 
+    cells = cells or _cells(rows, cols)
     t = Table(title=Text(safe_text(title)) if title else None, title_justify="left", show_lines=False)
     for c in cols:
-        cells = [safe_text(fmt_number(r[c])) for r in rows]
-        if _is_number(rows[0][c]) or all(" " not in x and any(ch.isdigit() for ch in x) or x == "-" for x in cells):
+        col = cells[c]
+        if _is_number(rows[0][c]) or all(" " not in x and any(ch.isdigit() for ch in x) or x == "-" for x in col):
             # A number ($0.241, -18.0%, 80%/62% too) never breaks: its column is as wide as its widest cell.
-            t.add_column(Text(safe_text(str(names[c]))), justify="right", no_wrap=True, min_width=max(len(str(names[c])), *(len(x) for x in cells)))
+            t.add_column(Text(safe_text(str(names[c]))), justify="right", no_wrap=True, min_width=max(len(str(names[c])), *(len(x) for x in col)))
         else:
             # Text wraps at words (no narrower than its longest word, up to 14) unless the table cannot fit that way.
-            word = min(14, max((len(w) for x in cells for w in x.split()), default=1)) if whole_words else None
+            word = min(14, max((len(w) for x in col for w in x.split()), default=1)) if whole_words else None
             t.add_column(Text(safe_text(str(names[c]))), justify="left", overflow="fold", min_width=word)
-    for r in rows:
-        t.add_row(*[Text(safe_text(fmt_number(r[c]))) for c in cols])
+    for row in zip(*(cells[c] for c in cols)):
+        t.add_row(*[Text(x) for x in row])
     return t
 
 
@@ -142,10 +150,11 @@ def _fits(width: int, table) -> bool:
     return sum(_natural_widths(table)) + table._extra_width <= width
 
 
-def _fix_widths(table) -> None:
-    """Pin each column at its natural width, so that drawing the table (known to fit) does not
-    measure every cell a second time: rich draws a fixed-width column as it would have measured it."""
-    for c, w in zip(table.columns, _natural_widths(table)):
+def _fix_widths(table, widths: list[int] | None = None) -> None:
+    """Pin each column at its natural width (`widths`, padding included, if already known), so
+    that drawing the table (known to fit) does not measure every cell again: rich draws a
+    fixed-width column as it would have measured it."""
+    for c, w in zip(table.columns, widths or _natural_widths(table)):
         c.width = w - CELL_PADDING
 
 
@@ -161,18 +170,25 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
     cols = list(rows[0])
     names = dict(zip(cols, headers or cols))
     by_name = {str(v): k for k, v in names.items()}
-    table = _table(rows, cols, names, title)
+    cells = _cells(rows, cols)
+    whole = _table(rows, cols, names, title, cells=cells)
+    # A column's natural width depends on its own cells only; leaving one out also drops one border.
+    natural = dict(zip(cols, _natural_widths(whole)))
+
+    def fits(kept: list) -> bool:
+        return sum(natural[c] for c in kept) + whole._extra_width - (len(natural) - len(kept)) <= console.width
+
     for c in drop_when_narrow:
-        if _fits(console.width, table):
+        if fits(cols):
             break
         c = by_name.get(c, c)
         if c in cols and len(cols) > 2:
             cols.remove(c)
-            table = _table(rows, cols, names, title)
-    if _fits(console.width, table):
-        _fix_widths(table)
+    if fits(cols):
+        table = whole if len(cols) == len(natural) else _table(rows, cols, names, title, cells=cells)
+        _fix_widths(table, [natural[c] for c in cols])
     else:
-        table = _table(rows, cols, names, title, whole_words=False)  # wrap text, at any character if need be
+        table = _table(rows, cols, names, title, whole_words=False, cells=cells)  # wrap text, at any character if need be
     console.print(table)
 
 
