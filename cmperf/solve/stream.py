@@ -131,26 +131,32 @@ def _kept(grid: Grid, idx: np.ndarray) -> dict:
 
 
 def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(), frontier: bool = False,
-             chunk_bytes: float = CHUNK_BYTES, bytes_per_candidate: float = BYTES_PER_CANDIDATE) -> Grid:
+             chunk_bytes: float = CHUNK_BYTES, bytes_per_candidate: float = BYTES_PER_CANDIDATE, widen=None) -> Grid:
     """Run `build(structures) -> Grid` chunk by chunk over `st`; return the grid of the kept structures.
 
     The returned grid answers `ranked(g, slo, k)` and `best_by_devices(g, slo)` for every `slo` in
     `slos` and k <= `top`, `pareto_front` (when `frontier`), `best_latency_s`, `limit_reason`,
     `params_at` and the structures named in `keep` (dicts with devices, ep, redundant) exactly as
     the whole grid would; its `size` is the number of candidates searched.
+
+    `widen(kept, answers, meta) -> (kept, answers, meta)`, where given, extends each chunk's kept
+    arrays (and the flat indices of its answers) to a wider grid in the chunk's own thread.
     """
     n = chunk_structures(per_structure, chunk_bytes, bytes_per_candidate)
-    if len(st) <= n:
+    if len(st) <= n and widen is None:
         return build(st)
     with shared_operators():
-        return _streamed(build, st, n, slos, top, keep, frontier)
+        return _streamed(build, st, n, slos, top, keep, frontier, widen)
 
 
-def _chunk(build, part: Structures, slos, top: int, keep, frontier: bool):
+def _chunk(build, part: Structures, slos, top: int, keep, frontier: bool, widen=None):
     grid = build(part)
     meta = (grid.phase, grid.axes, grid.shape[1:], grid.fixed, grid.workload, grid.choices)
     idx = _answering(grid, slos, top, keep, frontier)
-    return int(np.prod(grid.shape)), _kept(grid, idx), meta, _kept_answers(grid, idx, slos, frontier)
+    kept, answers = _kept(grid, idx), _kept_answers(grid, idx, slos, frontier)
+    if widen is not None:
+        kept, answers, meta = widen(kept, answers, meta)
+    return int(np.prod(grid.shape)), kept, meta, answers
 
 
 def _kept_answers(grid: Grid, idx: np.ndarray, slos, frontier: bool) -> dict:
@@ -187,14 +193,14 @@ def _merged_answers(answers: list, counts: list, per: int, grid: Grid) -> dict:
     return memo
 
 
-def _streamed(build, st: Structures, n: int, slos, top: int, keep, frontier: bool) -> Grid:
+def _streamed(build, st: Structures, n: int, slos, top: int, keep, frontier: bool, widen=None) -> Grid:
     chunks = [st.take(slice(lo, lo + n)) for lo in range(0, len(st), n)]
     threads = min(search_threads(), len(chunks))
     if threads <= 1:
-        done = [_chunk(build, c, slos, top, keep, frontier) for c in chunks]
+        done = [_chunk(build, c, slos, top, keep, frontier, widen) for c in chunks]
     else:
         with ThreadPoolExecutor(threads) as pool:  # each task in a copy of this context: the operator memo travels
-            futures = [pool.submit(contextvars.copy_context().run, _chunk, build, c, slos, top, keep, frontier) for c in chunks]
+            futures = [pool.submit(contextvars.copy_context().run, _chunk, build, c, slos, top, keep, frontier, widen) for c in chunks]
             done = [f.result() for f in futures]
     searched = sum(d[0] for d in done)
     parts = [d[1] for d in done]
@@ -227,34 +233,30 @@ def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len
     _, fits, _ = decode_memory_grid(hw, model, input_len, output_len, st, mtp_choices, batches)
     any_fits = np.flatnonzero(fits.any(axis=(0, 1, 2, 3)))
     j = int(any_fits[-1]) + 1 if len(any_fits) else 1  # batches evaluated: through the last that fits anywhere
-    grid = streamed(lambda part: build(part, batches[:j]), st, per * j // len(batches), slos, top, keep, frontier=True,
-                    chunk_bytes=chunk_bytes, bytes_per_candidate=DECODE_BYTES_PER_CANDIDATE)
-    return _with_batches(grid, hw, model, input_len, output_len, mtp_choices, batches, len(st) * per)
-
-
-def _with_batches(grid: Grid, hw: Spec, model: Spec, input_len: int, output_len: int, mtp_choices, batches, searched: int) -> Grid:
-    """The grid over the whole batch axis: the batches it left out, none of which fits, appended as
-    not fitting (no throughput or latency) with their memory and validity."""
-    j = grid.shape[-1]
     if j == len(batches):
-        return grid
-    kept = grid.axes["structure"]
-    used, fits, valid = decode_memory_grid(hw, model, input_len, output_len, kept, mtp_choices, batches[j:])
-    assert not fits.any(), "a batch past the last that fits anywhere fits"
-    shape = grid.shape[:-1] + (len(batches) - j,)
-    full = grid.shape[:-1] + (len(batches),)
+        return streamed(build, st, per, slos, top, keep, frontier=True, chunk_bytes=chunk_bytes, bytes_per_candidate=DECODE_BYTES_PER_CANDIDATE)
 
-    def cat(a, pad, dtype):
-        return np.concatenate([np.broadcast_to(np.asarray(a, dtype=dtype), grid.shape), np.broadcast_to(np.asarray(pad, dtype=dtype), shape)], axis=-1)
+    def widen(kept: dict, answers: dict, meta: tuple):
+        """A chunk's kept structures over the whole batch axis: the batches it left out, none of
+        which fits, appended as not fitting (no throughput or latency) with their memory and validity."""
+        phase, axes, inner, fixed, workload, choices = meta
+        used, fits, valid = decode_memory_grid(hw, model, input_len, output_len, kept["structure"], mtp_choices, batches[j:])
+        assert not fits.any(), "a batch past the last that fits anywhere fits"
+        pad = (len(kept["structure"]),) + inner[:-1] + (len(batches) - j,)
 
-    result = {"valid": cat(grid.result["valid"], valid, bool), "hbm_used_bytes_per_die": cat(grid.result["hbm_used_bytes_per_die"], used, float)}
-    out = Grid(grid.phase, {**grid.axes, "batch": np.asarray(batches, float)}, result, full, cat(grid.metric, np.nan, float),
-               cat(grid.latency_s, np.nan, float), cat(grid.ok, False, bool), cat(grid.fits, False, bool), grid.fixed, searched,
-               workload=grid.workload, choices=grid.choices)
-    # The appended batches fit nowhere: the answers are the same points, at their new flat indices.
-    wide = lambda flat: flat // j * len(batches) + flat % j  # noqa: E731
-    out.memo.update({k: (_frozen(wide(v))[0] if k == "front" else _frozen(v[0], wide(v[1]))) for k, v in grid.memo.items()})
-    return out
+        def cat(a, fill, dtype):
+            return np.concatenate([a, np.broadcast_to(np.asarray(fill, dtype=dtype), pad)], axis=-1)
+
+        fills = {"metric": np.nan, "latency_s": np.nan, "ok": False, "fits": False, "valid": valid, "hbm_used_bytes_per_die": used}
+        kept = {"structure": kept["structure"], **{k: cat(kept[k], fill, kept[k].dtype) for k, fill in fills.items()}}
+        wide = lambda flat: flat // j * len(batches) + flat % j  # noqa: E731  (the same points, at their new flat indices)
+        answers = {k: (wide(v) if k == "front" else (v[0], wide(v[1]))) for k, v in answers.items()}
+        return kept, answers, (phase, {**axes, "batch": np.asarray(batches, float)}, inner[:-1] + (len(batches),), fixed, workload, choices)
+
+    grid = streamed(lambda part: build(part, batches[:j]), st, per * j // len(batches), slos, top, keep, frontier=True,
+                    chunk_bytes=chunk_bytes, bytes_per_candidate=DECODE_BYTES_PER_CANDIDATE, widen=widen)
+    grid.searched = len(st) * per
+    return grid
 
 
 def prefill_search(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,

@@ -212,19 +212,21 @@ def test_search_threads_from_the_environment(monkeypatch, value, expected):
     assert stream.search_threads() == (expected if expected is not None else default)
 
 
-def test_decode_search_evaluates_only_batches_that_fit_somewhere(monkeypatch):
+@pytest.mark.parametrize("per_chunk", [3 * 17_424, 21 * 12_960 + 100], ids=["many chunks", "one chunk once the batches are cut"])
+def test_decode_search_evaluates_only_batches_that_fit_somewhere(monkeypatch, per_chunk):
     """decode_search skips the cost model past the last batch that fits anywhere; the answers, the
-    limits and the memory there are the whole grid's."""
+    limits and the memory there are the whole grid's (in many chunks, or in one that holds every
+    structure only once the batches are cut)."""
     from cmperf.solve import stream
     from cmperf.solve.stream import decode_search
 
     seen = []
     real = stream.decode_grid
     monkeypatch.setattr(stream, "decode_grid", lambda *a, **k: seen.append(len(k["batches"])) or real(*a, **k))
-    monkeypatch.setattr(stream, "DECODE_BYTES_PER_CANDIDATE", stream.CHUNK_BYTES / (3 * 17_424))
+    monkeypatch.setattr(stream, "DECODE_BYTES_PER_CANDIDATE", stream.CHUNK_BYTES / per_chunk)
     dense = decode_grid(HW, MODEL, BUDGET, 4096, 256, 0.7, st=structures(HW, MODEL, BUDGET))
     small = decode_search(HW, MODEL, BUDGET, 4096, 256, 0.7, slos=SLOS, top=3)
-    assert len(seen) > 1 and max(seen) < dense.shape[-1]  # streamed, on fewer batches
+    assert len(seen) == (6 if per_chunk < 21 * 12_960 else 1) and max(seen) < dense.shape[-1]  # on fewer batches
     assert small.shape[-1] == dense.shape[-1] and small.size == dense.size
     for slo in SLOS:
         a, b = ranked(dense, slo, 3), ranked(small, slo, 3)
