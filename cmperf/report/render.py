@@ -106,6 +106,7 @@ def _cells(rows: Sequence[dict], cols: list) -> dict:
 
 
 def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, whole_words: bool = True, cells: dict | None = None):
+    from rich.cells import cell_len
     from rich.table import Table
 
     from rich.text import Text
@@ -118,10 +119,10 @@ def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, who
         col = cells[c]
         if _is_number(rows[0][c]) or all(" " not in x and any(ch.isdigit() for ch in x) or x == "-" for x in col):
             # A number ($0.241, -18.0%, 80%/62% too) never breaks: its column is as wide as its widest cell.
-            t.add_column(Text(safe_text(str(names[c]))), justify="right", no_wrap=True, min_width=max(len(str(names[c])), *(len(x) for x in col)))
+            t.add_column(Text(safe_text(str(names[c]))), justify="right", no_wrap=True, min_width=max(cell_len(str(names[c])), *(cell_len(x) for x in col)))
         else:
             # Text wraps at words (no narrower than its longest word, up to 14) unless the table cannot fit that way.
-            word = min(14, max((len(w) for x in col for w in x.split()), default=1)) if whole_words else None
+            word = min(14, max((cell_len(w) for x in col for w in x.split()), default=1)) if whole_words else None
             t.add_column(Text(safe_text(str(names[c]))), justify="left", overflow="fold", min_width=word)
     for row in zip(*(cells[c] for c in cols)):
         t.add_row(*[Text(x) for x in row])

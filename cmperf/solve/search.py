@@ -39,7 +39,8 @@ class Grid:
     choices: dict | None = None  # deployment choices common to every point (EPLB, cache path)
     #: Answers already computed over this grid, by query: ("best", slo) -> `best_per_deployment`,
     #: "front" -> `pareto_front`. A streamed search fills it from its chunks' answers.
-    memo: dict = field(default_factory=dict, repr=False, compare=False)
+    #: Not an init field: a copy made with `dataclasses.replace` starts with none.
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -213,19 +214,20 @@ def _pareto_front(grid: Grid) -> np.ndarray:
     # Decode throughput per device is batch / TPOT, so of the pipelines (microbatches and core
     # split) of one structure, TP, MTP and batch only the fastest can be on the frontier (the first
     # of equals, as the exact pass keeps): the pre-filter looks at that one.
-    axis = DECODE_AXES.index("microbatches")
-    lat_all = np.where(grid.ok, grid.latency_s, np.inf)
-    pipe = np.expand_dims(np.argmin(lat_all, axis=axis), axis)
-    lat = np.take_along_axis(lat_all, pipe, axis=axis)
+    # (A point without a finite latency is on no latency frontier.)
+    pipes = DECODE_AXES.index("microbatches")
+    lat_all = np.where(grid.ok & np.isfinite(grid.latency_s), grid.latency_s, np.inf)
+    pipe = np.expand_dims(np.argmin(lat_all, axis=pipes), pipes)
+    lat = np.take_along_axis(lat_all, pipe, axis=pipes)
     ok = np.isfinite(lat)
     # Only a deployment's best point per latency matters: keep, per deployment, the points along
     # the batch axis whose throughput beats every smaller batch (monotone staircase), then merge.
-    m = np.where(ok, np.take_along_axis(np.broadcast_to(grid.metric, grid.shape), pipe, axis=axis), -np.inf)
+    m = np.where(ok, np.take_along_axis(np.broadcast_to(grid.metric, grid.shape), pipe, axis=pipes), -np.inf)
     stair = m > np.concatenate([np.full(m.shape[:-1] + (1,), -np.inf), np.maximum.accumulate(m, axis=-1)[..., :-1]], axis=-1)
     sel = ok & stair
     lat, thr = lat[sel], m[sel]
     lead = np.nonzero(sel)
-    idx = np.ravel_multi_index(lead[:axis] + (pipe[sel],) + lead[axis + 1:], grid.shape)
+    idx = np.ravel_multi_index(lead[:pipes] + (pipe[sel],) + lead[pipes + 1:], grid.shape)
     order = np.argsort(idx, kind="stable")  # ascending, as the exact pass expects
     lat, thr, idx = lat[order], thr[order], idx[order]
     # Drop points that a point of a strictly lower latency bin already matches: a frontier point is

@@ -7,11 +7,13 @@ import io
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.cells import cell_len
 from rich.console import Console
 
 from cmperf.report.render import _fits, _fix_widths, _natural_widths, _table, print_table
 
-WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_/%.", min_size=1, max_size=18)
+# Wide (two-cell) and combining (zero-cell) characters too: widths are cells, not characters.
+WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_/%.\u4e2d\u0301", min_size=1, max_size=18)
 TEXT = st.lists(WORD, min_size=1, max_size=5).map(" ".join)
 CELL = st.one_of(
     TEXT,
@@ -54,7 +56,7 @@ def test_a_table_that_fits_draws_the_same_with_pinned_widths(rows, width):
     plain = _table(rows, cols, {c: c for c in cols}, "title")
     if _fits(width, plain):
         drawn = _draw(plain, width)
-        assert all(len(line) <= width for line in drawn.splitlines())
+        assert all(cell_len(line) <= width for line in drawn.splitlines())
         pinned = _table(rows, cols, {c: c for c in cols}, "title")
         _fix_widths(pinned)
         assert _draw(pinned, width) == drawn
@@ -65,7 +67,7 @@ def test_a_table_that_fits_draws_the_same_with_pinned_widths(rows, width):
 def test_printed_table_never_runs_past_the_console(rows, width):
     con = Console(width=width, file=io.StringIO(), color_system=None, highlight=False, markup=False, emoji=False)
     print_table(rows, "title", console=con, drop_when_narrow=list(rows[0])[1:])
-    assert all(len(line) <= width for line in con.file.getvalue().splitlines())
+    assert all(cell_len(line) <= width for line in con.file.getvalue().splitlines())
 
 
 def test_columns_are_left_out_in_order_until_the_table_fits():

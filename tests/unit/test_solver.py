@@ -345,6 +345,27 @@ def test_pareto_front_brute_force_equal(small_decode):
     assert got == brute
 
 
+def test_pareto_front_skips_a_point_without_a_latency_not_its_neighbours():
+    """A feasible point whose latency is not a number is on no frontier, and does not hide the
+    other pipelines of its structure, TP, MTP and batch (tokens/s is batch / TPOT throughout)."""
+    from cmperf.solve.search import Grid
+
+    shape = (1, 1, 2, 1, 2)  # two pipelines x two batches (1 and 2 requests)
+    lat = np.array([[np.nan, 0.01], [0.005, 0.03]]).reshape(shape)
+    met = np.array([1.0, 2.0, 1.0, 2.0]).reshape(shape) / lat
+    g = Grid("decode", {}, {}, shape, met, lat, np.ones(shape, bool), np.ones(shape, bool))
+    assert pareto_front(g).tolist() == [2]  # (5 ms, 200/s); (10 ms, 200/s) does not beat it
+
+
+def test_a_replaced_grid_does_not_share_the_memo(small_decode):
+    import dataclasses
+
+    ranked(small_decode, 0.05, 1)
+    assert small_decode.memo
+    none = dataclasses.replace(small_decode, ok=np.zeros(small_decode.shape, bool))
+    assert not none.memo and ranked(none, 0.05, 1) == []
+
+
 @pytest.mark.parametrize("budget, max_batch", [(16, 64), (64, 256)])
 def test_pareto_prefilter_keeps_the_same_points_as_the_exact_pass_alone(budget, max_batch):
     """The pre-filters (fastest pipeline per batch, staircase, latency bins) drop only points the
