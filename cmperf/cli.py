@@ -268,6 +268,9 @@ def plan(
     from cmperf.report.plan import print_plan, report_files
     from cmperf.solve.plan import PlanRequest
     from cmperf.solve.plan import plan as run
+    from cmperf.solve.stream import reuse_freed_memory
+
+    reuse_freed_memory()
     sets_d = parse_set(sets)
     req = PlanRequest(
         hardware=hardware, model=model, tpot_ms=tuple(parse_ms(t, "--tpot") for t in (tpot or ["15", "50"])),

@@ -76,6 +76,9 @@ def whatif_command(*, without: tuple = ()):
 
         @functools.wraps(fn)
         def command(**kw):
+            from cmperf.solve.stream import reuse_freed_memory
+
+            reuse_freed_memory()
             return fn(opts=SimpleNamespace(**{p.name: kw.pop(p.name) for p in common}), **kw)
 
         del command.__wrapped__

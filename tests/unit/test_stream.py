@@ -270,3 +270,14 @@ def test_decode_search_answers_carried_past_the_batch_cut_equal_a_fresh_pass(mon
         for a, b in zip(best_per_deployment(small, slo), best_per_deployment(fresh, slo)):
             assert np.array_equal(a, b)
     assert np.array_equal(pareto_front(small), pareto_front(fresh))
+
+
+def test_allocator_setting_applies_on_glibc_and_can_be_left_off(monkeypatch):
+    import platform
+
+    from cmperf.solve import stream
+
+    monkeypatch.setenv(stream.ALLOCATOR_ENV, "0")
+    assert stream.reuse_freed_memory() is False
+    monkeypatch.delenv(stream.ALLOCATOR_ENV)
+    assert stream.reuse_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
