@@ -144,11 +144,17 @@ def _natural_widths(table) -> list[int]:
     return [max(widest(c.header), *(widest(x) for x in c._cells), c.min_width or 0) + CELL_PADDING for c in table.columns]
 
 
+def _drawn_width(widths: list[int], table) -> int:
+    """Width of `table` drawn with columns of these widths (padding included), some of its columns
+    possibly left out: the columns plus the borders, one per column boundary and the two edges."""
+    return sum(widths) + table._extra_width - (len(table.columns) - len(widths))
+
+
 def _fits(width: int, table) -> bool:
     """Whether the table is drawn whole at this width without wrapping a cell: its natural column
     widths plus borders within the width. (Wider, rich would have to wrap text or crop the right
     edge: the caller leaves columns out first.)"""
-    return sum(_natural_widths(table)) + table._extra_width <= width
+    return _drawn_width(_natural_widths(table), table) <= width
 
 
 def _fix_widths(table, widths: list[int] | None = None) -> None:
@@ -173,11 +179,11 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
     by_name = {str(v): k for k, v in names.items()}
     cells = _cells(rows, cols)
     whole = _table(rows, cols, names, title, cells=cells)
-    # A column's natural width depends on its own cells only; leaving one out also drops one border.
+    # A column's natural width depends on its own cells only: leaving columns out is arithmetic.
     natural = dict(zip(cols, _natural_widths(whole)))
 
     def fits(kept: list) -> bool:
-        return sum(natural[c] for c in kept) + whole._extra_width - (len(natural) - len(kept)) <= console.width
+        return _drawn_width([natural[c] for c in kept], whole) <= console.width
 
     for c in drop_when_narrow:
         if fits(cols):
