@@ -15,6 +15,7 @@ import typer
 from cmperf import __version__
 from cmperf.cli_options import CachePath, Eplb, Format, FormatOpt, HardwareOpt, ModelOpt, Phase, SetOpt, app, bounds, frange, parse_ms
 from cmperf.errors import CmperfError
+from cmperf.inputs import DEFAULT_INPUT_LEN, DEFAULT_MTP_ACCEPTANCE, DEFAULT_OUTPUT_LEN
 
 hardware_app = typer.Typer(help="List and inspect hardware description files.", no_args_is_help=True)
 model_app = typer.Typer(help="List and inspect model description files.", no_args_is_help=True)
@@ -247,9 +248,9 @@ def estimate(
 def plan(
     tpot: Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [default: 15 and 50].")] = None,
     ttft: Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="TTFT SLO for prefill: 2000 or 2s; the split reports P99 under load [default: 2s, the MLPerf server-scenario limit].")] = None,
-    input_len: Annotated[int, typer.Option(help="Prompt tokens per request.", **bounds(1, 10_000_000))] = 4096,
-    output_len: Annotated[int, typer.Option(help="Generated tokens per request.", **bounds(1, 10_000_000))] = 256,
-    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **frange(0.0, 1.0))] = 0.7,
+    input_len: Annotated[int, typer.Option(help="Prompt tokens per request.", **bounds(1, 10_000_000))] = DEFAULT_INPUT_LEN,
+    output_len: Annotated[int, typer.Option(help="Generated tokens per request.", **bounds(1, 10_000_000))] = DEFAULT_OUTPUT_LEN,
+    mtp_acceptance: Annotated[float, typer.Option(help="Acceptance probability of each speculative token.", **frange(0.0, 1.0))] = DEFAULT_MTP_ACCEPTANCE,
     devices: Annotated[Optional[int], typer.Option(help="Device budget [default: one system, e.g. 384].", **bounds(1, 1_000_000))] = None,
     hardware: HardwareOpt = "cloudmatrix384",
     model: ModelOpt = "deepseek-r1",
@@ -268,7 +269,7 @@ def plan(
     from cmperf.report.plan import print_plan, report_files
     from cmperf.solve.plan import PlanRequest
     from cmperf.solve.plan import plan as run
-    from cmperf.solve.stream import reuse_freed_memory
+    from cmperf.cli_options import reuse_freed_memory
 
     reuse_freed_memory()
     sets_d = parse_set(sets)

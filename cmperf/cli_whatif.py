@@ -18,6 +18,7 @@ from cmperf.cli_options import CachePath, Eplb, Format, FormatOpt, HardwareOpt, 
 from cmperf.cli_options import bounds as _range
 from cmperf.cli_options import frange as _frange
 from cmperf.cli_options import parse_ms as _parse_ms
+from cmperf.inputs import DEFAULT_INPUT_LEN, DEFAULT_MAX_UTILISATION, DEFAULT_MTP_ACCEPTANCE, DEFAULT_OUTPUT_LEN
 
 TpotOpt = Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [default: 15 and 50].")]
 TtftOpt = Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="TTFT SLO for prefill (batch time): 2000 or 2s [default: none].")]
@@ -38,9 +39,9 @@ WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Processes 
 def _common_options(
     tpot: TpotOpt = None,
     ttft: TtftOpt = None,
-    input_len: InputOpt = 4096,
-    output_len: OutputOpt = 256,
-    mtp_acceptance: AccOpt = 0.7,
+    input_len: InputOpt = DEFAULT_INPUT_LEN,
+    output_len: OutputOpt = DEFAULT_OUTPUT_LEN,
+    mtp_acceptance: AccOpt = DEFAULT_MTP_ACCEPTANCE,
     prefix_hit: HitOpt = 0.0,
     cache_path: CacheOpt = CachePath.ub,
     devices: DevicesOpt = None,
@@ -76,7 +77,7 @@ def whatif_command(*, without: tuple = ()):
 
         @functools.wraps(fn)
         def command(**kw):
-            from cmperf.solve.stream import reuse_freed_memory
+            from cmperf.cli_options import reuse_freed_memory
 
             reuse_freed_memory()
             return fn(opts=SimpleNamespace(**{p.name: kw.pop(p.name) for p in common}), **kw)
@@ -107,7 +108,8 @@ def _write(out, prefix, files_fn, tag, overwrite, no_write):
     return write_run_dir(out, prefix, files_fn(), tag, overwrite)
 
 
-def _base(hardware, model, sets, *, tpot=None, ttft=None, input_len=4096, output_len=256, mtp_acceptance=0.7, prefix_hit=0.0,
+def _base(hardware, model, sets, *, tpot=None, ttft=None, input_len=DEFAULT_INPUT_LEN, output_len=DEFAULT_OUTPUT_LEN,
+          mtp_acceptance=DEFAULT_MTP_ACCEPTANCE, prefix_hit=0.0,
           cache_path=CachePath.ub, devices=None, eplb=Eplb.default, extra_layers=(), scales=(), hardware_where="--hardware",
           model_where="--model"):
     from cmperf.overrides import parse_set
@@ -269,7 +271,7 @@ def capacity(
     rate: Annotated[float, typer.Option("--rate", help="Requests per second to serve (up to 1e7).", show_default=False, **_frange(1e-6, 1e7))],
     tpot: Annotated[Optional[list[str]], typer.Option("--tpot", metavar="TIME", help="TPOT SLO, repeatable: 50 or 50ms [default: 50].")] = None,
     ttft: Annotated[Optional[str], typer.Option("--ttft", metavar="TIME", help="P99 TTFT SLO under load: 2000 or 2s [default: 2s, the MLPerf server-scenario limit].")] = None,
-    max_utilisation: Annotated[float, typer.Option("--max-utilisation", help="Highest utilisation of any instance [default: 0.8, so a 25% surge still fits and queueing stays a small part of TTFT].", show_default=False, **_frange(0.01, 1.0))] = 0.8,
+    max_utilisation: Annotated[float, typer.Option("--max-utilisation", help="Highest utilisation of any instance [default: 0.8, so a 25% surge still fits and queueing stays a small part of TTFT].", show_default=False, **_frange(0.01, 1.0))] = DEFAULT_MAX_UTILISATION,
     objective: Annotated[Objective, typer.Option("--objective", help="Minimise devices, or cost (whole supernodes provisioned, then devices).")] = Objective.devices,
     opts=None,
 ):
@@ -289,7 +291,7 @@ def capacity(
 @whatif_command(without=("tpot", "ttft", "output_len", "mtp_acceptance", "prefix_hit", "cache_path", "devices", "workers"))
 def cache(
     hits: Annotated[str, typer.Option("--hits", help="Prefix-cache hit rates: START:STOP:STEPS or a comma list, in [0, 0.999].")] = "0:0.9:10",
-    input_len: InputOpt = 4096,
+    input_len: InputOpt = DEFAULT_INPUT_LEN,
     devices: Annotated[Optional[int], typer.Option(help="Prefill instance size [default: the paper's prefill deployment's].", **_range(1, 1_000_000))] = None,
     ep: Annotated[Optional[int], typer.Option(help="Expert-parallel degree [default: the paper's, or with --devices the instance's dies].", **_range(1, 1_000_000))] = None,
     tokens_per_device: Annotated[Optional[int], typer.Option(help="Prompt tokens per device per batch [default: the paper's prefill deployment's].", **_range(1, 100_000_000))] = None,

@@ -29,6 +29,14 @@ MAX_TOML_NESTING = 16
 #: beyond these an SLO constrains nothing (about 12 days per token; 30 years to the first token).
 TPOT_MS_RANGE = (1e-3, 1e9)
 TTFT_MS_RANGE = (1e-3, 1e12)
+#: The workload every entry point serves unless told otherwise (Workload, PlanRequest, what-if
+#: scenarios, the CLI's options): the paper's decode workload, 4K-token prompts, 256 output tokens
+#: and 70% acceptance of each speculative token (deployments/cm384-paper-decode.toml, [workload]).
+DEFAULT_INPUT_LEN, DEFAULT_OUTPUT_LEN, DEFAULT_MTP_ACCEPTANCE = 4096, 256, 0.7
+#: Default highest utilisation a sized pool may run at. Reason: at rho = 0.8 a 25% surge above the
+#: sized rate still finds capacity, and the queueing wait, which grows as 1 / (1 - rho), is still
+#: a small part of TTFT; above about 0.85 it climbs steeply (x2 from 0.8 to 0.9, x5 to 0.96).
+DEFAULT_MAX_UTILISATION = 0.8
 #: Longest report tag: the folder name PREFIX-TAG-N must stay under the 255-byte name limit of
 #: common file systems.
 MAX_TAG_CHARS = 100

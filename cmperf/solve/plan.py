@@ -9,6 +9,7 @@ import numpy as np
 
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.frames import Frame
+from cmperf.inputs import DEFAULT_INPUT_LEN, DEFAULT_MTP_ACCEPTANCE, DEFAULT_OUTPUT_LEN
 from cmperf.evaluation import DEFAULT_DEPLOYMENTS, estimate
 from cmperf.overrides import load_specs
 from cmperf.solve.queueing import DEFAULT_MAX_UTILISATION, DEFAULT_TTFT_MS, load_report
@@ -37,9 +38,9 @@ class PlanRequest:
     model: str = "deepseek-r1"
     tpot_ms: tuple = (15.0, 50.0)
     ttft_ms: float | None = None
-    input_len: int = 4096
-    output_len: int = 256
-    mtp_acceptance: float = 0.7
+    input_len: int = DEFAULT_INPUT_LEN
+    output_len: int = DEFAULT_OUTPUT_LEN
+    mtp_acceptance: float = DEFAULT_MTP_ACCEPTANCE
     devices: int | None = None  # budget; default one system (e.g. 384 NPUs)
     top: int = 3
     eplb: str = "default"

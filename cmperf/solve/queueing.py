@@ -41,10 +41,7 @@ import math
 
 import numpy as np
 
-#: Default highest utilisation a sized pool may run at. Reason: at rho = 0.8 a 25% surge above the
-#: sized rate still finds capacity, and the queueing wait, which grows as 1 / (1 - rho), is still
-#: a small part of TTFT; above about 0.85 it climbs steeply (x2 from 0.8 to 0.9, x5 to 0.96).
-DEFAULT_MAX_UTILISATION = 0.8
+from cmperf.inputs import DEFAULT_MAX_UTILISATION  # noqa: F401  (defined with the other entry-point defaults; re-exported)
 
 #: Default TTFT SLO (ms) where the user gives none: 2 s, the time-to-first-token limit of the MLPerf
 #: Inference server scenario for Llama 2 70B (MLCommons, Inference v4.0 rules), a common

@@ -161,11 +161,12 @@ def best_per_deployment(grid: Grid, slo_s: float | None) -> tuple[np.ndarray, np
         best = np.take_along_axis(m, j[..., None], axis=-1)[..., 0]
         lead = np.indices(best.shape)
         flat = np.ravel_multi_index((*lead, j), grid.shape)
-        grid.memo[key] = _frozen(best, flat)
+        grid.memo[key] = read_only(best, flat)
     return grid.memo[key]
 
 
-def _frozen(*arrays):
+def read_only(*arrays):
+    """The arrays, made read-only (shared answers nobody may change), as a tuple."""
     for a in arrays:
         a.setflags(write=False)
     return arrays
@@ -201,12 +202,14 @@ def limit_reason(grid: Grid, flat_index: int, slo_s: float | None) -> str:
 
 #: Latency bins of the frontier's pre-filter (any count gives the same frontier; more prune more).
 PARETO_BINS = 4096
+#: Fewest candidate points worth binning; below it the exact pass alone sorts them as fast.
+PARETO_BIN_MIN_POINTS = 4096
 
 
 def pareto_front(grid: Grid) -> np.ndarray:
     """Flat indices of the feasible decode points no other point beats on both TPOT and tokens/s."""
     if "front" not in grid.memo:
-        grid.memo["front"] = _frozen(_pareto_front(grid))[0]
+        grid.memo["front"] = read_only(_pareto_front(grid))[0]
     return grid.memo["front"]
 
 
@@ -233,7 +236,7 @@ def _pareto_front(grid: Grid) -> np.ndarray:
     # Drop points that a point of a strictly lower latency bin already matches: a frontier point is
     # beaten by nothing, so it always survives; the exact pass then sorts few. Bins are a monotone
     # map of latency, so a lower bin means a strictly lower latency.
-    if len(lat) > 4096:
+    if len(lat) > PARETO_BIN_MIN_POINTS:
         lo, span = lat.min(), lat.max() - lat.min()
         bins = ((lat - lo) * (PARETO_BINS / span)).astype(np.intp) if span > 0 else np.zeros(len(lat), np.intp)
         best = np.full(PARETO_BINS + 1, -np.inf)

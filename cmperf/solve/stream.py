@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import contextvars
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from cmperf.solve.search import (
-    Grid, _frozen, best_by_devices, best_per_deployment, decode_grid, decode_memory_grid, front_of, pareto_front, prefill_grid, ranked,
+    Grid, read_only, best_by_devices, best_per_deployment, decode_grid, decode_memory_grid, front_of, pareto_front, prefill_grid, ranked,
 )
 from cmperf.compose.decode import pipelines
 from cmperf.compose.ops import shared_operators
@@ -47,31 +46,6 @@ THREADS_ENV = "CMPERF_SEARCH_THREADS"
 #: decode bound covers chunks of 8 structures and more (315); fewer arise only where the grid is small.
 BYTES_PER_CANDIDATE = 640
 DECODE_BYTES_PER_CANDIDATE = 360
-
-
-#: glibc `mallopt` settings a searching command takes (parameter number, value): arrays up to
-#: M_MMAP_THRESHOLD come from the heap instead of fresh mmaps, and up to M_TRIM_THRESHOLD of freed heap
-#: stays with the process. A chunk's arrays (a few MB each) then reuse the pages the last chunk
-#: freed instead of faulting in new zeroed ones: about 26 ms (7%) of a default `cmperf plan` and 8%
-#: of a threaded sweep on a 2-core machine, for 10-20 MB more peak memory (benchmarks/README.md).
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-ALLOCATOR_SETTINGS = ((M_MMAP_THRESHOLD, 32 * MiB), (M_TRIM_THRESHOLD, 512 * MiB))
-#: Environment variable that leaves the allocator as it is (0).
-ALLOCATOR_ENV = "CMPERF_TUNE_MALLOC"
-
-
-def reuse_freed_memory() -> bool:
-    """Apply ALLOCATOR_SETTINGS to this process where the C library is glibc (the CLI's searching
-    commands call it; the Python API leaves its host process alone). True if applied."""
-    if os.environ.get(ALLOCATOR_ENV, "").strip() == "0" or not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None)
-        return all(libc.mallopt(param, int(value)) == 1 for param, value in ALLOCATOR_SETTINGS)
-    except (OSError, AttributeError):  # not glibc: no mallopt
-        return False
 
 
 def chunk_structures(per_structure: int, chunk_bytes: float = CHUNK_BYTES, bytes_per_candidate: float = BYTES_PER_CANDIDATE) -> int:
@@ -187,10 +161,10 @@ def _merged_answers(answers: list, counts: list, per: int, grid: Grid) -> dict:
     for key in answers[0]:
         if key == "front":
             continue
-        memo[key] = _frozen(np.concatenate([a[key][0] for a in answers]), np.concatenate([a[key][1] + o for a, o in zip(answers, offsets)]))
+        memo[key] = read_only(np.concatenate([a[key][0] for a in answers]), np.concatenate([a[key][1] + o for a, o in zip(answers, offsets)]))
     if "front" in answers[0]:
         candidates = np.sort(np.concatenate([a["front"] + o for a, o in zip(answers, offsets)]))
-        memo["front"] = _frozen(front_of(grid, candidates))[0]
+        memo["front"] = read_only(front_of(grid, candidates))[0]
     return memo
 
 

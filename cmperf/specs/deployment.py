@@ -74,9 +74,9 @@ class Workload:
     given; `cmperf.evaluate` is the one place that derives it.
     """
 
-    input_len: int = 4096
-    output_len: int = 256
-    mtp_acceptance: float = 0.7
+    input_len: int = inputs.DEFAULT_INPUT_LEN
+    output_len: int = inputs.DEFAULT_OUTPUT_LEN
+    mtp_acceptance: float = inputs.DEFAULT_MTP_ACCEPTANCE
     prefix_hit: float = 0.0
     kv_len: float | None = None
     tpot_ms: tuple = (15.0, 50.0)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cmperf.errors import SpecError
-from cmperf.inputs import TPOT_MS_RANGE, TTFT_MS_RANGE
+from cmperf.inputs import DEFAULT_INPUT_LEN, DEFAULT_MTP_ACCEPTANCE, DEFAULT_OUTPUT_LEN, TPOT_MS_RANGE, TTFT_MS_RANGE
 from cmperf.overrides import WORKLOAD_FIELDS, apply_overrides, parse_set, refuse_derived
 from cmperf.specs.deployment import MAX_PREFIX_HIT, Deployment, Workload
 from cmperf.specs.loader import Spec, load_hardware, load_model, unknown_key_message
@@ -70,9 +70,9 @@ def key_info(key: str) -> tuple[str, str]:
 class Scenario:
     hw: Spec
     model: Spec
-    input_len: int = 4096
-    output_len: int = 256
-    mtp_acceptance: float = 0.7
+    input_len: int = DEFAULT_INPUT_LEN
+    output_len: int = DEFAULT_OUTPUT_LEN
+    mtp_acceptance: float = DEFAULT_MTP_ACCEPTANCE
     prefix_hit: float = 0.0
     cache_path: str = "ub"
     eplb: str = "default"
