@@ -54,11 +54,20 @@ class DecodeInputs:
 
 
 def expected_tokens_per_step(mtp, acceptance):
-    """1 + a + a^2 + ... + a^k: tokens a step yields with k speculative tokens accepted in order."""
+    """1 + a + a^2 + ... + a^k: tokens a step yields with k speculative tokens accepted in order.
+
+    Summed term by term (powers by repeated multiplication), so a deployment evaluated alone and
+    the same deployment inside a grid add the same numbers in the same order: numpy's vectorised
+    `power` and the scalar one may differ in the last bit, and a plan's saved deployment must
+    reproduce its numbers exactly. k is a whole number (speculative tokens per step)."""
     k = np.asarray(mtp, dtype=float)
     a = np.asarray(acceptance, dtype=float)
-    geometric = np.where(np.isclose(a, 1.0), k + 1.0, (1.0 - a ** (k + 1.0)) / np.where(np.isclose(a, 1.0), 1.0, 1.0 - a))
-    return np.where(k > 0, geometric, 1.0)
+    total = np.ones(np.broadcast(k, a).shape)
+    term = total
+    for i in range(1, int(k.max(initial=0.0)) + 1):
+        term = term * a
+        total = total + np.where(k >= i, term, 0.0)
+    return total
 
 
 def _attention_ops(die: Die, model: Spec, scope, t, r, kv_len, tp, extra_proj=False):

@@ -13,7 +13,7 @@ from cmperf.inputs import DEFAULT_INPUT_LEN, DEFAULT_MTP_ACCEPTANCE, DEFAULT_OUT
 from cmperf.evaluation import DEFAULT_DEPLOYMENTS, estimate
 from cmperf.overrides import load_specs
 from cmperf.solve.queueing import DEFAULT_MAX_UTILISATION, DEFAULT_TTFT_MS, load_report
-from cmperf.solve.records import explain, record
+from cmperf.solve.records import explain_all, record
 from cmperf.solve.search import Grid, best_by_devices, best_latency_s, best_per_deployment, params_at, pareto_front, ranked
 from cmperf.solve.sizing import best_split, split_economics
 from cmperf.solve.stream import decode_search, prefill_search
@@ -27,8 +27,12 @@ PAPER_FIELDS = {"decode": ("devices", "ep", "redundant", "attn_tp", "microbatche
 
 
 def paper_deployment(phase: str) -> dict:
-    """The paper's deployment of a phase, as the fields a plan compares."""
-    d = estimate(load_deployment(DEFAULT_DEPLOYMENTS[phase])).deployment  # what it leaves open, as estimate takes it
+    """The paper's deployment of a phase, as the fields a plan compares (what the file leaves open
+    taken as `cmperf estimate` takes it)."""
+    src = load_deployment(DEFAULT_DEPLOYMENTS[phase])
+    d = src.deployment
+    if any(getattr(d, k) is None for k in PAPER_FIELDS[phase]):
+        d = estimate(src).deployment
     return {k: getattr(d, k) for k in PAPER_FIELDS[phase]}
 
 
@@ -122,9 +126,16 @@ def estimate_command(rec: dict, req: PlanRequest) -> str:
     return " ".join(parts)
 
 
-def _explain(rec: dict, req: PlanRequest, hw: Spec, model: Spec, grid: Grid) -> None:
-    """Evaluate the deployment alone (what `cmperf estimate` runs) and attach what binds."""
-    explain(rec, hw, model, grid, req.workload)
+def _explain(recs: list[dict], req: PlanRequest, hw: Spec, model: Spec) -> None:
+    """Evaluate the deployments as `cmperf estimate` does (`explain_all`: one broadcast call per
+    phase, each deployment's numbers those it gives alone) and attach what binds and how to rerun."""
+    explain_all(recs, hw, model, req.workload)
+    for rec in recs:
+        _finish(rec, req)
+
+
+def _finish(rec: dict, req: PlanRequest) -> None:
+    """The latency under its phase's name, the estimate command and the deployment file's name."""
     rec["tpot_ms" if rec["phase"] == "decode" else "ttft_ms"] = rec["latency_ms"]
     rec["tpot_ms" if rec["phase"] == "prefill" else "ttft_ms"] = None
     rec["estimate"] = estimate_command(rec, req)
@@ -232,8 +243,7 @@ def plan(req: PlanRequest) -> PlanResult:
     pp = _paper_point(pg, ttft_s, paper_prefill) if paper_applies else None
     if pp:
         paper.append(_record(pg, pp[1], "prefill", None, req.ttft_ms, 0, dies_pkg, ttft_s))
-    for rec in records + paper:
-        _explain(rec, req, hw, model, dg if rec["phase"] == "decode" else pg)
+    _explain(records + paper, req, hw, model)
 
     sizing = []
     p_opts = best_by_devices(pg, ttft_s)

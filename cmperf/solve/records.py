@@ -3,14 +3,18 @@
 A record is one grid point as a flat dict (phase, SLO, throughput, latency, the deployment's
 choices, what stops a larger batch), carrying the `Deployment` itself under "deployment_obj".
 `explain` re-evaluates that deployment alone with `cmperf.evaluation.evaluate` (what
-`cmperf estimate --deployment` runs), checks it agrees with the grid, and attaches what binds.
+`cmperf estimate --deployment` runs), checks it agrees with the grid, and attaches what binds;
+`explain_all` does so for many records in one broadcast call per phase.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from cmperf.evaluation import evaluate
+from cmperf.compose.binding import binding
+from cmperf.evaluation import check_finite_result, evaluate
 from cmperf.solve.search import Grid, deployment_at, limit_reason
 from cmperf.specs.deployment import Workload, as_int
 from cmperf.specs.loader import Spec
@@ -34,21 +38,47 @@ def record(grid: Grid, flat: int, slo_ms: float | None, dies_per_device: int) ->
     return rec
 
 
+#: The deployment fields that differ between the records of one phase (the rest are the search's own).
+_VARYING = {"decode": ("devices", "ep", "redundant", "attn_tp", "microbatches", "attention_matrix_cores", "mtp", "batch"),
+            "prefill": ("devices", "ep", "redundant", "attn_tp", "microbatches", "mtp", "tokens_per_device")}
+
+
 def explain(rec: dict | None, hw: Spec, model: Spec, grid: Grid, workload: Workload | None = None) -> dict | None:
     """Evaluate the record's deployment alone, attach what binds, and take the single evaluation's
     numbers (the ones `cmperf estimate --deployment` reproduces) after checking the grid agrees.
     `workload` is the whole workload asked for (default: the grid's, which holds what the phase reads)."""
-    if rec is None:
-        return None
-    ev = evaluate(hw, model, workload or grid.workload, rec["deployment_obj"])
-    latency_ms = float(np.asarray(ev.latency_s)) * 1e3
-    if not np.isclose(latency_ms, rec["latency_ms"], rtol=GRID_AGREEMENT_RTOL):
-        raise AssertionError(f"the grid and a single evaluation disagree: {rec['latency_ms']} vs {latency_ms} ms for {rec['deployment']}")
-    rec["latency_ms"] = latency_ms
-    rec["tokens_per_s_per_device"] = float(np.asarray(ev.tokens_per_s_per_device))
-    rec["deployment_obj"] = ev.deployment
-    rec["workload"] = ev.workload
-    rec["step_bound"] = ev.binding
-    rec["binding"] = f"{rec['limit']}; step bound by {rec['step_bound']}"
-    rec["hbm_used_gb_per_die"] = float(np.asarray(ev.hbm_used_bytes_per_die)) / 1e9
+    if rec is not None:
+        explain_all([rec], hw, model, workload or grid.workload)
     return rec
+
+
+def explain_all(recs: list[dict], hw: Spec, model: Spec, workload: Workload) -> None:
+    """`explain` for many records, the deployments of a phase evaluated in one broadcast call.
+
+    The cost model adds the same numbers in the same order for a deployment alone and inside a
+    broadcast (no operation in it depends on an array's length), so each record gets, to the bit,
+    what `cmperf estimate --deployment` gives for it alone (tests compare the two on every hardware
+    and model file)."""
+    groups: dict[tuple, list[dict]] = {}
+    for rec in recs:
+        d = rec["deployment_obj"]
+        common = tuple((k, v) for k, v in d.choices().items() if k not in _VARYING[d.phase])
+        groups.setdefault((d.phase, common), []).append(rec)
+    for (phase, _), group in groups.items():
+        deps = [r["deployment_obj"] for r in group]
+        grid = replace(deps[0], **{k: np.array([float(getattr(d, k)) for d in deps]) for k in _VARYING[phase]})
+        ev = evaluate(hw, model, workload, grid)
+        check_finite_result(ev.result, hw, model, ("tpot_s" if phase == "decode" else "ttft_s", "tokens_per_s_per_device", "hbm_used_bytes_per_die"))
+        n = len(group)
+        latency, throughput, used = (np.broadcast_to(np.asarray(x, float), (n,)) for x in
+                                     (ev.latency_s, ev.tokens_per_s_per_device, ev.hbm_used_bytes_per_die))
+        for i, rec in enumerate(group):
+            latency_ms = float(latency[i]) * 1e3
+            if not np.isclose(latency_ms, rec["latency_ms"], rtol=GRID_AGREEMENT_RTOL):
+                raise AssertionError(f"the grid and a single evaluation disagree: {rec['latency_ms']} vs {latency_ms} ms for {rec['deployment']}")
+            rec["latency_ms"] = latency_ms
+            rec["tokens_per_s_per_device"] = float(throughput[i])
+            rec["workload"] = ev.workload
+            rec["step_bound"] = binding(ev.result, i)
+            rec["binding"] = f"{rec['limit']}; step bound by {rec['step_bound']}"
+            rec["hbm_used_gb_per_die"] = float(used[i]) / 1e9

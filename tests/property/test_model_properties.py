@@ -308,9 +308,10 @@ def test_expected_tokens_per_step_bounded_and_monotone(k, a, b):
     # at the ends: nothing accepted yields one token, everything accepted k + 1
     assert float(expected_tokens_per_step(k, 0.0)) == 1.0
     assert float(expected_tokens_per_step(k, 1.0)) == pytest.approx(k + 1)
-    # vectorised over both arguments == scalar
-    v = expected_tokens_per_step(np.array([k, k + 1]), np.array([[lo], [hi]]))
-    assert v[1, 1] == pytest.approx(float(expected_tokens_per_step(k + 1, hi)), rel=1e-15)
+    # vectorised over both arguments == scalar, to the bit (a saved deployment reproduces its grid point)
+    v = expected_tokens_per_step(np.array([k, k + 1]), np.array([[lo], [hi], [a]]))
+    assert v[1, 1] == expected_tokens_per_step(k + 1, hi) and v[0, 0] == expected_tokens_per_step(k, lo)
+    assert v[2, 1] == expected_tokens_per_step(np.float64(k + 1), np.float64(a))
 
 
 # ---- memory and the largest batch that fits ------------------------------------------------------
