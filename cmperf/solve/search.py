@@ -99,6 +99,30 @@ def decode_memory_grid(hw: Spec, model: Spec, input_len: int, output_len: int, s
     return used, used <= cap, np.broadcast_to(decode_valid(hw, model, inp, pl), shape)
 
 
+def batches_that_fit(hw: Spec, model: Spec, input_len: int, output_len: int, st: Structures, mtp_choices, batches) -> int:
+    """How many of the ascending `batches` there are up to the last at which some candidate of the
+    structures `st` fits in HBM (memory grows with the batch, so none fits past it).
+
+    Taken from the closed-form largest batch that fits (`decode_memory`, without evaluating every
+    batch), then checked against `decode_memory_grid`'s own test at the boundary, which the closed
+    form's rounding may miss by one step."""
+    from cmperf.compose.decode import decode_memory
+    from cmperf.evaluation import model_inputs
+
+    dep = _decode_deployment(st, [1.0], [0.0], list(mtp_choices), batches[:1])
+    _, _, _, largest, _ = decode_memory(hw, model, model_inputs(Workload(input_len=input_len, output_len=output_len), dep))
+    j = int(np.searchsorted(batches, np.max(largest), side="right"))
+
+    def fits_at(i: int) -> bool:
+        return bool(decode_memory_grid(hw, model, input_len, output_len, st, mtp_choices, batches[i:i + 1])[1].any())
+
+    while j < len(batches) and fits_at(j):
+        j += 1
+    while j > 0 and not fits_at(j - 1):
+        j -= 1
+    return j
+
+
 def prefill_grid(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,
                  cache_path: str = "ub", st: Structures | None = None) -> Grid:
     """Every prefill candidate of the budget (or of the structures `st`), evaluated in one call."""

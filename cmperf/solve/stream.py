@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from cmperf.solve.search import (
-    Grid, read_only, best_by_devices, best_per_deployment, decode_grid, decode_memory_grid, front_of, pareto_front, prefill_grid, ranked,
+    Grid, read_only, batches_that_fit, best_by_devices, best_per_deployment, decode_grid, decode_memory_grid, front_of, pareto_front, prefill_grid, ranked,
 )
 from cmperf.compose.decode import pipelines
 from cmperf.compose.ops import shared_operators
@@ -205,9 +205,7 @@ def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len
 
     if len(st) <= chunk_structures(per, chunk_bytes, DECODE_BYTES_PER_CANDIDATE):
         return build(st)
-    _, fits, _ = decode_memory_grid(hw, model, input_len, output_len, st, mtp_choices, batches)
-    any_fits = np.flatnonzero(fits.any(axis=(0, 1, 2, 3)))
-    j = int(any_fits[-1]) + 1 if len(any_fits) else 1  # batches evaluated: through the last that fits anywhere
+    j = max(batches_that_fit(hw, model, input_len, output_len, st, mtp_choices, batches), 1)  # batches evaluated: through the last that fits anywhere
     if j == len(batches):
         return streamed(build, st, per, slos, top, keep, frontier=True, chunk_bytes=chunk_bytes, bytes_per_candidate=DECODE_BYTES_PER_CANDIDATE)
 

@@ -281,3 +281,21 @@ def test_allocator_setting_applies_on_glibc_and_can_be_left_off(monkeypatch):
     assert stream.reuse_freed_memory() is False
     monkeypatch.delenv(stream.ALLOCATOR_ENV)
     assert stream.reuse_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+@pytest.mark.parametrize("hardware, model, input_len, output_len", [
+    ("cloudmatrix384", "deepseek-r1", 4096, 256), ("cloudmatrix384", "deepseek-r1", 120_000, 8_000), ("h100", "deepseek-v3", 128, 16),
+    ("h20", "qwen3-235b-a22b", 30_000, 2_000), ("b200", "llama-3.1-405b", 4096, 1024), ("gb200-nvl72", "kimi-k2", 60_000, 4_000),
+    ("h800", "qwen3-30b-a3b", 512, 64),
+])
+def test_batches_that_fit_equal_the_whole_memory_grid(hardware, model, input_len, output_len):
+    """The batch cut, from the closed-form largest batch and a check at the boundary, is the count
+    the memory of every candidate at every batch gives: through the last batch that fits anywhere."""
+    from cmperf.solve.search import batches_that_fit, decode_memory_grid
+    from cmperf.solve.space import batch_grid, mtp_axis
+
+    hw, m = load_hardware(hardware), load_model(model)
+    st, batches = structures(hw, m, max_instance_devices(hw)), batch_grid()
+    fits = decode_memory_grid(hw, m, input_len, output_len, st, mtp_axis(m), batches)[1].any(axis=(0, 1, 2, 3))
+    want = int(np.flatnonzero(fits)[-1]) + 1 if fits.any() else 0
+    assert batches_that_fit(hw, m, input_len, output_len, st, mtp_axis(m), batches) == want
