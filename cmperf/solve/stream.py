@@ -10,10 +10,10 @@ same answer functions (`ranked`, `best_by_devices`, `pareto_front`, ...) run on 
 the result is the whole grid's, ties included.
 
 Peak memory is one chunk's intermediates per search thread plus the kept structures' four arrays
-(about 27 bytes a candidate), not the whole grid's: a chunk holds as many structures as CHUNK_BYTES
-allows at BYTES_PER_CANDIDATE. Chunks are evaluated by `search_threads()` threads (numpy works
-outside the interpreter lock); each chunk's answer is its own, so the result does not depend on
-the thread count.
+(about 27 bytes a candidate), not the whole grid's: a chunk holds at most as many structures as
+CHUNK_BYTES allows at BYTES_PER_CANDIDATE, the chunks as equal as they can be (`chunk_bounds`).
+Chunks are evaluated by `search_threads()` threads (numpy works outside the interpreter lock);
+neither the chunks nor their answers depend on the thread count, so neither does the result.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from cmperf.units import MiB
 CHUNK_BYTES = 128 * MiB
 #: Most threads one search uses (chunks are memory-bandwidth bound: more rarely pay).
 MAX_SEARCH_THREADS = 4
+#: Chunks come in multiples of this: two threads (the default on two cores; more rarely pay) get equal work.
+CHUNK_MULTIPLE = 2
 #: Environment variable that sets the thread count (1: evaluate the chunks in this thread).
 THREADS_ENV = "CMPERF_SEARCH_THREADS"
 #: Intermediate arrays per candidate while evaluated (tracemalloc peak over candidates, chunks of
@@ -68,6 +70,17 @@ def search_threads() -> int:
     if value.isdigit() and int(value) >= 1:
         return int(value)
     return min(MAX_SEARCH_THREADS, available_cores())
+
+
+def chunk_bounds(count: int, most: int) -> list[int]:
+    """Where the chunks of `count` structures start (and the last ends): at most `most` a chunk, in
+    as few chunks as that allows rounded up to a multiple of CHUNK_MULTIPLE, of sizes that differ by
+    at most one, so that two threads finish together (chunks of 27, 27, 27, 27, 27 and 4 keep one
+    thread busy for three while the other runs two and a small one: 10% longer). The chunks never
+    depend on the thread count, so neither do the kept structures."""
+    chunks = -(-count // most)
+    chunks = min(count, -(-chunks // CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
+    return [i * count // chunks for i in range(chunks + 1)]
 
 
 def _answering(grid: Grid, slos, top: int, keep, frontier: bool) -> np.ndarray:
@@ -169,7 +182,8 @@ def _merged_answers(answers: list, counts: list, per: int, grid: Grid) -> dict:
 
 
 def _streamed(build, st: Structures, n: int, slos, top: int, keep, frontier: bool, widen=None) -> Grid:
-    chunks = [st.take(slice(lo, lo + n)) for lo in range(0, len(st), n)]
+    bounds = chunk_bounds(len(st), n)
+    chunks = [st.take(slice(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
     threads = min(search_threads(), len(chunks))
     if threads <= 1:
         done = [_chunk(build, c, slos, top, keep, frontier, widen) for c in chunks]

@@ -212,11 +212,11 @@ def test_search_threads_from_the_environment(monkeypatch, value, expected):
     assert stream.search_threads() == (expected if expected is not None else default)
 
 
-@pytest.mark.parametrize("per_chunk", [3 * 17_424, 21 * 12_960 + 100], ids=["many chunks", "one chunk once the batches are cut"])
+@pytest.mark.parametrize("per_chunk", [3 * 17_424, 21 * 12_960 + 100], ids=["many chunks", "one chunk's worth once the batches are cut"])
 def test_decode_search_evaluates_only_batches_that_fit_somewhere(monkeypatch, per_chunk):
     """decode_search skips the cost model past the last batch that fits anywhere; the answers, the
-    limits and the memory there are the whole grid's (in many chunks, or in one that holds every
-    structure only once the batches are cut)."""
+    limits and the memory there are the whole grid's (in many chunks, or in one chunk's worth of
+    structures once the batches are cut, run as two halves: chunks come in pairs)."""
     from cmperf.solve import stream
     from cmperf.solve.stream import decode_search
 
@@ -226,7 +226,7 @@ def test_decode_search_evaluates_only_batches_that_fit_somewhere(monkeypatch, pe
     monkeypatch.setattr(stream, "DECODE_BYTES_PER_CANDIDATE", stream.CHUNK_BYTES / per_chunk)
     dense = decode_grid(HW, MODEL, BUDGET, 4096, 256, 0.7, st=structures(HW, MODEL, BUDGET))
     small = decode_search(HW, MODEL, BUDGET, 4096, 256, 0.7, slos=SLOS, top=3)
-    assert len(seen) == (6 if per_chunk < 21 * 12_960 else 1) and max(seen) < dense.shape[-1]  # on fewer batches
+    assert len(seen) == (6 if per_chunk < 21 * 12_960 else 2) and max(seen) < dense.shape[-1]  # on fewer batches
     assert small.shape[-1] == dense.shape[-1] and small.size == dense.size
     for slo in SLOS:
         a, b = ranked(dense, slo, 3), ranked(small, slo, 3)
@@ -299,3 +299,15 @@ def test_batches_that_fit_equal_the_whole_memory_grid(hardware, model, input_len
     fits = decode_memory_grid(hw, m, input_len, output_len, st, mtp_axis(m), batches)[1].any(axis=(0, 1, 2, 3))
     want = int(np.flatnonzero(fits)[-1]) + 1 if fits.any() else 0
     assert batches_that_fit(hw, m, input_len, output_len, st, mtp_axis(m), batches) == want
+
+
+@pytest.mark.parametrize("count, most", [(139, 27), (139, 21), (18, 3), (18, 30), (1, 5), (7, 1), (2, 2)])
+def test_chunks_are_few_even_and_within_the_memory_bound(count, most):
+    from cmperf.solve.stream import CHUNK_MULTIPLE, chunk_bounds
+
+    b = chunk_bounds(count, most)
+    sizes = np.diff(b)
+    assert b[0] == 0 and b[-1] == count and sizes.min() >= 1 and sizes.max() <= most
+    assert sizes.max() - sizes.min() <= 1  # equal work for the threads
+    fewest = -(-count // most)
+    assert len(sizes) == min(count, -(-fewest // CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
