@@ -198,3 +198,16 @@ def test_calibrate_help_documents_the_csv_format():
     assert result.exit_code == 0
     for word in ("gemm", "dispatch", "decode", "prefill", "tpot_ms", "tokens_per_s", "TFLOPS", "--params", "--out", "--overwrite"):
         assert word in result.stdout, word
+
+
+def test_validate_table_on_a_narrow_console_keeps_numbers_whole(monkeypatch):
+    """At 80 and 120 columns the table leaves out notes, sources and the like (they stay in md, CSV
+    and JSON) rather than breaking every cell: each row's numbers and verdict on one line."""
+    for width in (80, 120):
+        monkeypatch.setenv("COLUMNS", str(width))
+        out = runner.invoke(app, ["validate", "--format", "table"]).output
+        assert all(len(line) <= width for line in out.splitlines())
+        header = next(l for l in out.splitlines() if "published" in l)
+        assert "note" not in header and "source" not in header and "rows within tolerance" in out
+        line = next(l for l in out.splitlines() if "tpot_ms" in l and "49.4" in l)
+        assert "yes" in line and "%" in line

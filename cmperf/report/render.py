@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 from typing import Any, Sequence
 
 FORMATS = ("table", "json", "csv", "md")
@@ -105,6 +106,12 @@ def _cells(rows: Sequence[dict], cols: list) -> dict:
     return {c: [safe_text(fmt_number(r[c])) for r in rows] for c in cols}
 
 
+#: A number written as text: signed, with a currency sign, thousands separators, an exponent, a
+#: percent or "x" suffix, or two such joined by "/" ($0.241, -18.0%, 80%/62%, 1.8x, 1.2e+03). A name
+#: with digits in it (h100, cm384-paper-decode) or a path is text.
+_NUMBER_TEXT = re.compile(r"^[+-]?\$?\d[\d,]*(\.\d+)?(e[+-]?\d+)?[%x]?(/[+-]?\$?\d[\d,]*(\.\d+)?(e[+-]?\d+)?[%x]?)*$")
+
+
 def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, whole_words: bool = True, cells: dict | None = None):
     from rich.cells import cell_len
     from rich.table import Table
@@ -117,7 +124,7 @@ def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, who
     t = Table(title=Text(safe_text(title)) if title else None, title_justify="left", show_lines=False)
     for c in cols:
         col = cells[c]
-        if _is_number(rows[0][c]) or all(" " not in x and any(ch.isdigit() for ch in x) or x == "-" for x in col):
+        if _is_number(rows[0][c]) or all(_NUMBER_TEXT.match(x) or x == "-" for x in col):
             # A number ($0.241, -18.0%, 80%/62% too) never breaks: its column is as wide as its widest cell.
             t.add_column(Text(safe_text(str(names[c]))), justify="right", no_wrap=True, min_width=max(cell_len(str(names[c])), *(cell_len(x) for x in col)))
         else:
@@ -199,8 +206,10 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
     console.print(table)
 
 
-def emit(rows: Sequence[dict], fmt: str, title: str | None = None, headers: Sequence[str] | None = None) -> None:
-    """Print rows to stdout in one of FORMATS (control characters in text made visible)."""
+def emit(rows: Sequence[dict], fmt: str, title: str | None = None, headers: Sequence[str] | None = None,
+         drop_when_narrow: Sequence[str] = ()) -> None:
+    """Print rows to stdout in one of FORMATS (control characters in text made visible); a table
+    leaves out the columns `drop_when_narrow` names, in order, where the console is too narrow."""
     from cmperf.inputs import safe_text
 
     if fmt == "json":
@@ -212,4 +221,4 @@ def emit(rows: Sequence[dict], fmt: str, title: str | None = None, headers: Sequ
             print(safe_text(f"### {title}\n"))
         print(safe_text(to_markdown(rows, headers)))
     else:
-        print_table(rows, title, headers)
+        print_table(rows, title, headers, drop_when_narrow=drop_when_narrow)
