@@ -214,7 +214,7 @@ def estimate(
     kv_len: Annotated[Optional[float], typer.Option(help="Decode: mean context per request [default: input + output/2].", **frange(1.0, 10_000_000.0))] = None,
     tokens_per_device: Annotated[Optional[int], typer.Option(help="Prefill: prompt tokens per device per batch [default: the deployment's].", **bounds(1, 100_000_000))] = None,
     microbatches: Annotated[Optional[int], typer.Option(help="Microbatches overlapped on two streams [default: the deployment's, else the best allowed choice].", **bounds(1, 8))] = None,
-    attention_matrix_cores: Annotated[Optional[int], typer.Option("--attn-cores", "--attention-matrix-cores", help="Decode: matrix cores per die for the attention stream when microbatches overlap; the MoE stream gets the rest [default: the deployment's, else the best allowed split].", **bounds(1, 100_000))] = None,
+    attention_matrix_cores: Annotated[Optional[int], typer.Option("--attn-cores", "--attention-matrix-cores", help="Decode: matrix cores per die for the attention stream when microbatches overlap; the MoE stream gets the rest; 0: the hardware file's split [default: the deployment's, else the best allowed split].", **bounds(0, 100_000))] = None,
     mtp: Annotated[Optional[int], typer.Option(help="Speculative MTP tokens per step [default: the deployment's].", **bounds(0, 8))] = None,
     mtp_acceptance: Annotated[Optional[float], typer.Option(help="Acceptance probability of each speculative token [default: the workload's].", **frange(0.0, 1.0))] = None,
     eplb: Annotated[Optional[Eplb], typer.Option(help="Expert load balance: default (modelled skew) or perfect [default: the deployment's].")] = None,

@@ -217,6 +217,18 @@ def _paper_resolved(phase: str) -> tuple[Workload, Deployment]:
     return src.workload or Workload(), d
 
 
+def check_single(hardware: Spec, model: Spec, workload: Workload, d: Deployment) -> None:
+    """The checks `evaluate` makes of a single deployment that gives its microbatches (placement,
+    context, input ranges), raising `SpecError`; for those evaluated inside a broadcast."""
+    d = _resolve(hardware, model, workload, d)
+    if d.microbatches is not None:
+        inp = model_inputs(workload, d)
+        if d.phase == "decode":
+            validate_decode(hardware, model, inp)
+        else:
+            validate_prefill(inp)
+
+
 def _run(hw: Spec, model: Spec, workload: Workload, d: Deployment) -> Evaluation:
     hw_run = hw
     inp = model_inputs(workload, d)

@@ -107,9 +107,10 @@ def _cells(rows: Sequence[dict], cols: list) -> dict:
 
 
 #: A number written as text: signed, with a currency sign, thousands separators, an exponent, a
-#: percent or "x" suffix, or two such joined by "/" ($0.241, -18.0%, 80%/62%, 1.8x, 1.2e+03). A name
+#: percent, "x" or " pt" (percentage points) suffix, or two such joined by "/" ($0.241, -18.0%,
+#: 80%/62%, 1.8x, 1.2e+03, -0.8 pt). A name
 #: with digits in it (h100, cm384-paper-decode) or a path is text.
-_NUMBER_TEXT = re.compile(r"^[+-]?\$?\d[\d,]*(\.\d+)?(e[+-]?\d+)?[%x]?(/[+-]?\$?\d[\d,]*(\.\d+)?(e[+-]?\d+)?[%x]?)*$")
+_NUMBER_TEXT = re.compile(r"^[+-]?\$?\d[\d,]*(\.\d+)?(e[+-]?\d+)?([%x]| pt)?(/[+-]?\$?\d[\d,]*(\.\d+)?(e[+-]?\d+)?([%x]| pt)?)*$")
 
 
 def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, whole_words: bool = True, cells: dict | None = None):

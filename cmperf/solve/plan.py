@@ -116,7 +116,7 @@ def estimate_command(rec: dict, req: PlanRequest) -> str:
              f"--input-len {req.input_len}", f"--output-len {req.output_len}", f"--mtp {rec['mtp']}"]
     if rec["phase"] == "decode":
         parts += [f"--batch {rec['batch']}", f"--mtp-acceptance {req.mtp_acceptance!r}"]
-        if rec.get("attn_cores"):
+        if rec["microbatches"] >= 2 and rec.get("attn_cores") is not None:  # 0: the hardware file's split
             parts.append(f"--attn-cores {rec['attn_cores']}")
     else:
         parts += [f"--tokens-per-device {rec['tokens_per_device']}", f"--prefix-hit {req.prefix_hit!r}"]

@@ -2,9 +2,9 @@
 
 A record is one grid point as a flat dict (phase, SLO, throughput, latency, the deployment's
 choices, what stops a larger batch), carrying the `Deployment` itself under "deployment_obj".
-`explain` re-evaluates that deployment alone with `cmperf.evaluation.evaluate` (what
-`cmperf estimate --deployment` runs), checks it agrees with the grid, and attaches what binds;
-`explain_all` does so for many records in one broadcast call per phase.
+`explain_all` re-evaluates the deployments of many records with `cmperf.evaluation.evaluate`, in one
+broadcast call per phase, each to the bit what `cmperf estimate --deployment` gives for it alone;
+it checks each agrees with the grid and attaches what binds. `explain` does so for one record.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from cmperf.compose.binding import binding
-from cmperf.evaluation import check_finite_result, evaluate
+from cmperf.evaluation import check_finite_result, check_single, evaluate
 from cmperf.solve.search import Grid, deployment_at, limit_reason
 from cmperf.specs.deployment import Workload, as_int
 from cmperf.specs.loader import Spec
@@ -44,9 +44,9 @@ _VARYING = {"decode": ("devices", "ep", "redundant", "attn_tp", "microbatches", 
 
 
 def explain(rec: dict | None, hw: Spec, model: Spec, grid: Grid, workload: Workload | None = None) -> dict | None:
-    """Evaluate the record's deployment alone, attach what binds, and take the single evaluation's
-    numbers (the ones `cmperf estimate --deployment` reproduces) after checking the grid agrees.
-    `workload` is the whole workload asked for (default: the grid's, which holds what the phase reads)."""
+    """Evaluate the record's deployment as `cmperf estimate --deployment` does (`explain_all`),
+    attach what binds, and take those numbers after checking the grid agrees. `workload` is the
+    whole workload asked for (default: the grid's, which holds what the phase reads)."""
     if rec is not None:
         explain_all([rec], hw, model, workload or grid.workload)
     return rec
@@ -55,10 +55,12 @@ def explain(rec: dict | None, hw: Spec, model: Spec, grid: Grid, workload: Workl
 def explain_all(recs: list[dict], hw: Spec, model: Spec, workload: Workload) -> None:
     """`explain` for many records, the deployments of a phase evaluated in one broadcast call.
 
-    The cost model adds the same numbers in the same order for a deployment alone and inside a
-    broadcast (no operation in it depends on an array's length), so each record gets, to the bit,
-    what `cmperf estimate --deployment` gives for it alone (tests compare the two on every hardware
-    and model file)."""
+    The cost model does the same arithmetic, in the same order, for a deployment alone and inside a
+    broadcast: sums run over a fixed operator list (an operator a group adds for some of its
+    deployments, such as a TP collective, costs the others an exact zero) and no formula uses a
+    function whose vectorised and scalar results may differ (numpy's `power`). So each record gets,
+    to the bit, what `cmperf estimate --deployment` gives for it alone (tests compare the two on
+    every hardware and model file). Each deployment is first checked as a single one is."""
     groups: dict[tuple, list[dict]] = {}
     for rec in recs:
         d = rec["deployment_obj"]
@@ -66,6 +68,8 @@ def explain_all(recs: list[dict], hw: Spec, model: Spec, workload: Workload) -> 
         groups.setdefault((d.phase, common), []).append(rec)
     for (phase, _), group in groups.items():
         deps = [r["deployment_obj"] for r in group]
+        for d in deps:
+            check_single(hw, model, workload, d)
         grid = replace(deps[0], **{k: np.array([float(getattr(d, k)) for d in deps]) for k in _VARYING[phase]})
         ev = evaluate(hw, model, workload, grid)
         check_finite_result(ev.result, hw, model, ("tpot_s" if phase == "decode" else "ttft_s", "tokens_per_s_per_device", "hbm_used_bytes_per_die"))

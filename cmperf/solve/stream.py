@@ -78,7 +78,9 @@ def chunk_bounds(count: int, most: int) -> list[int]:
     at most one, so that two threads finish together (chunks of 27, 27, 27, 27, 27 and 4 keep one
     thread busy for three while the other runs two and a small one: 10% longer). The chunks never
     depend on the thread count, so neither do the kept structures."""
-    chunks = -(-count // most)
+    if count <= 0:
+        return [0]
+    chunks = -(-count // max(most, 1))
     chunks = min(count, -(-chunks // CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
     return [i * count // chunks for i in range(chunks + 1)]
 

@@ -98,7 +98,7 @@ plan_keys = st.tuples(
 def _check_record(rec: dict, req: PlanRequest):
     opts = dict(
         devices=rec["devices"], ep=rec["ep"], redundant=rec["redundant"], attn_tp=rec["attn_tp"], microbatches=rec["microbatches"],
-        attention_matrix_cores=(rec.get("attn_cores") or None) if rec["phase"] == "decode" else None, mtp=rec["mtp"], batch=rec["batch"], tokens_per_device=rec["tokens_per_device"], input_len=req.input_len,
+        attention_matrix_cores=rec["attn_cores"] if rec["phase"] == "decode" and rec["microbatches"] >= 2 else None, mtp=rec["mtp"], batch=rec["batch"], tokens_per_device=rec["tokens_per_device"], input_len=req.input_len,
         output_len=req.output_len, eplb=req.eplb,
         # Each phase takes only its own workload options.
         mtp_acceptance=req.mtp_acceptance if rec["phase"] == "decode" else None,

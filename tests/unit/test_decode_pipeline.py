@@ -219,10 +219,25 @@ def _cmperf(*args):
     return subprocess.run([sys.executable, "-m", "cmperf", *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("bad", ["0", "24"])
+@pytest.mark.parametrize("bad", ["-1", "24"])
 def test_attn_cores_out_of_range_is_a_usage_error(bad):
     r = _cmperf("estimate", "decode", "--microbatches", "2", "--attn-cores", bad)
     assert r.returncode == 2 and "--attn-cores" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_attn_cores_zero_is_the_hardware_files_split():
+    """0 attention cores names the hardware file's split (16/8 on CloudMatrix384): what a plan's
+    record at that split prints in its estimate command, so the command reproduces it."""
+    import json
+
+    r = _cmperf("estimate", "decode", "--microbatches", "3", "--attn-cores", "0", "--format", "json")
+    rec = json.loads(r.stdout)
+    assert r.returncode == 0 and rec["core_split"] == "16/8" and not rec["pipeline_chosen"]
+    from cmperf.solve.plan import PlanRequest, estimate_command
+
+    rec = {"phase": "decode", "devices": 160, "ep": 320, "redundant": 32, "attn_tp": 1, "microbatches": 3, "mtp": 1, "batch": 64, "attn_cores": 0}
+    assert "--attn-cores 0" in estimate_command(rec, PlanRequest())
+    assert "--attn-cores" not in estimate_command({**rec, "microbatches": 1}, PlanRequest())
 
 
 def test_attn_cores_refused_for_prefill():

@@ -65,6 +65,22 @@ def test_a_speculative_acceptance_where_vectorised_power_differs():
         assert _explained(rec) == _alone(hw, m, workload, rec), rec["deployment"]
 
 
+def test_a_deployment_that_cannot_be_built_is_refused_as_when_evaluated_alone():
+    """`explain_all` checks each deployment as `evaluate` checks a single one (placement, ranges)."""
+    from cmperf.errors import SpecError
+
+    hw, m = load_hardware("cloudmatrix384"), load_model("deepseek-r1")
+    grid = decode_grid(hw, m, 16, 4096, 256, 0.7)
+    rec = record(grid, int(np.flatnonzero(grid.ok.reshape(-1))[0]), None, hw["package.dies"])
+    bad = {**rec, "deployment_obj": Deployment("decode", devices=16, ep=32, attn_tp=1, redundant=5, microbatches=1,
+                                               attention_matrix_cores=0, mtp=1, batch=8)}
+    with pytest.raises(SpecError) as alone:
+        evaluate(hw, m, Workload(), bad["deployment_obj"])
+    with pytest.raises(SpecError) as together:
+        explain_all([rec, bad], hw, m, Workload())
+    assert str(together.value) == str(alone.value)
+
+
 @pytest.mark.parametrize("phase", ["decode", "prefill"])
 def test_the_papers_deployment_is_what_estimate_takes(phase):
     """A plan compares its answers with the paper's deployment file, what the file leaves open (the

@@ -81,7 +81,7 @@ def test_columns_are_left_out_in_order_until_the_table_fits():
 def test_numbers_written_as_text_align_right_and_names_with_digits_do_not():
     from cmperf.report.render import _NUMBER_TEXT
 
-    for number in ("$0.241", "-18.0%", "+9.5%", "80%/62%", "1.8x", "1,943", "2,126.8", "1.2e+03", "49.4", "0"):
+    for number in ("$0.241", "-18.0%", "+9.5%", "80%/62%", "1.8x", "1,943", "2,126.8", "1.2e+03", "49.4", "0", "-0.8 pt"):
         assert _NUMBER_TEXT.match(number), number
     for name in ("h100", "cm384-paper-decode", "cloudmatrix384", "/work/deployments/h100.toml", "EP320", "gb200-nvl72", "4K", "1.2 ms"):
         assert not _NUMBER_TEXT.match(name), name

@@ -294,11 +294,20 @@ def test_batches_that_fit_equal_the_whole_memory_grid(hardware, model, input_len
     from cmperf.solve.search import batches_that_fit, decode_memory_grid
     from cmperf.solve.space import batch_grid, mtp_axis
 
+    from cmperf.solve import search
+
     hw, m = load_hardware(hardware), load_model(model)
     st, batches = structures(hw, m, max_instance_devices(hw)), batch_grid()
     fits = decode_memory_grid(hw, m, input_len, output_len, st, mtp_axis(m), batches)[1].any(axis=(0, 1, 2, 3))
     want = int(np.flatnonzero(fits)[-1]) + 1 if fits.any() else 0
-    assert batches_that_fit(hw, m, input_len, output_len, st, mtp_axis(m), batches) == want
+    checks = []
+    real = search.decode_memory_grid
+    search.decode_memory_grid = lambda *a: checks.append(len(a[-1])) or real(*a)
+    try:
+        assert batches_that_fit(hw, m, input_len, output_len, st, mtp_axis(m), batches) == want
+    finally:
+        search.decode_memory_grid = real
+    assert len(checks) <= 3 and set(checks) == {1}  # the closed form lands at the boundary: a check or two of one batch
 
 
 @pytest.mark.parametrize("count, most", [(139, 27), (139, 21), (18, 3), (18, 30), (1, 5), (7, 1), (2, 2)])
@@ -309,5 +318,12 @@ def test_chunks_are_few_even_and_within_the_memory_bound(count, most):
     sizes = np.diff(b)
     assert b[0] == 0 and b[-1] == count and sizes.min() >= 1 and sizes.max() <= most
     assert sizes.max() - sizes.min() <= 1  # equal work for the threads
-    fewest = -(-count // most)
-    assert len(sizes) == min(count, -(-fewest // CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
+    fewest = -(-count // most)  # the fewest chunks the bound allows
+    assert fewest <= len(sizes) < fewest + CHUNK_MULTIPLE
+    assert len(sizes) % CHUNK_MULTIPLE == 0 or len(sizes) == count  # in whole pairs, unless there are too few structures
+
+
+def test_no_structures_make_no_chunks():
+    from cmperf.solve.stream import chunk_bounds
+
+    assert chunk_bounds(0, 5) == [0] and chunk_bounds(3, 0) == [0, 1, 2, 3]
