@@ -17,7 +17,7 @@ import numpy as np
 from cmperf.comm.collectives import bulk_comm_time_s, fused_moe_comm_time_s
 from cmperf.compose.memory import activation_bytes, comm_buffer_bytes, kv_bytes_per_token, weight_bytes_per_die
 from cmperf.compose.ops import (
-    Die, Op, layer_time_and_fill_s, outcome, pipelined_layer_time_s, placement_arrays, placement_free, stream_time_s, total,
+    Die, Op, layer_time_and_fill_s, operator_detail, outcome, pipelined_layer_time_s, placement_arrays, placement_free, stream_time_s, total,
 )
 from cmperf.costs import attention
 from cmperf.costs.roofline import LATENCY
@@ -96,7 +96,8 @@ def straggler_wait_s(hw: Spec, work_s, ranks):
 def _wait_op(stream, scope, name, time_s):
     t = np.asarray(time_s, dtype=float)
     zero = np.broadcast_to(np.float64(0.0), t.shape)  # a wait moves no data and does no work
-    return Op(name, stream, scope, t, zero, zero, np.broadcast_to(np.int64(LATENCY), t.shape), engine="sync", full_die_time_s=0.0)
+    bound = np.broadcast_to(np.int64(LATENCY), t.shape) if operator_detail() else None
+    return Op(name, stream, scope, t, zero, zero, bound, engine="sync", full_die_time_s=0.0)
 
 
 def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, r, pre_sync_s=0.0):
@@ -153,11 +154,12 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, r, pre_sync_s=0
     r_total = total(o.time_s for o in r_ops)
     sh_total = np.where(pl["dedicated"] & (S > 0), total(o.time_s for o in sh_ops), 0.0)
     routed_binds = r_total >= sh_total
+    detail = operator_detail()  # FLOPs and what binds: for a report of the operators only
     for ro, so in zip(r_ops, sh_ops):
         ops.append(Op(
             ro.name, s, scope,
-            np.where(routed_binds, ro.time_s, so.time_s), np.where(routed_binds, ro.flops, so.flops),
-            np.where(routed_binds, ro.hbm_bytes, so.hbm_bytes), np.where(routed_binds, ro.bound, so.bound),
+            np.where(routed_binds, ro.time_s, so.time_s), np.where(routed_binds, ro.flops, so.flops) if detail else None,
+            np.where(routed_binds, ro.hbm_bytes, so.hbm_bytes), np.where(routed_binds, ro.bound, so.bound) if detail else None,
             engine=ro.engine, full_die_time_s=np.where(routed_binds, ro.full_die_time_s, so.full_die_time_s),
         ))
     expert_s = np.where(routed_binds, r_total, sh_total)

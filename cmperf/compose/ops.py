@@ -64,7 +64,7 @@ class Die:
         full_peak = peak * np.maximum(eff, 1e-9)
         occ, bw = self._waves(m, n, groups, self.matrix_share)
         occ_full, bw_full = self._waves(m, n, groups, 1.0)
-        t, bound = roofline_time_s(flops, bytes_, full_peak * self.matrix_share * occ, bw, self.latency + matmul_kernel_fixed_s(hw))
+        t, bound = _timed(flops, bytes_, full_peak * self.matrix_share * occ, bw, self.latency + matmul_kernel_fixed_s(hw))
         t_full = roofline_only_s(flops, bytes_, full_peak * occ_full, bw_full)
         return Op(name, stream, scope, t, flops, bytes_, bound, engine="matrix", full_die_time_s=t_full)
 
@@ -90,7 +90,7 @@ class Die:
     def attention(self, name, stream, scope, flops, bytes_, dtype):
         hw = self.hw
         peak = matrix_peak_flops_per_s(hw, dtype) * hw["efficiency.attention_compute_frac"] * self.clock_frac
-        t, bound = roofline_time_s(flops, bytes_, peak * self.matrix_share, self.hbm_bw, self.latency)
+        t, bound = _timed(flops, bytes_, peak * self.matrix_share, self.hbm_bw, self.latency)
         t_full = roofline_only_s(flops, bytes_, peak, self.hbm_bw)
         return Op(name, stream, scope, t, np.asarray(flops, float), np.asarray(bytes_, float), bound, engine="matrix", full_die_time_s=t_full)
 
@@ -99,13 +99,42 @@ class Die:
         peak = hw["die.vector_flops_per_s"] * hw["efficiency.vector_frac"]
         e = np.asarray(elements, dtype=float)
         flops, bytes_ = e * flops_per_element, e * bytes_per_element
-        t, bound = roofline_time_s(flops, bytes_, peak * self.vector_share, self.hbm_bw, self.latency)
+        t, bound = _timed(flops, bytes_, peak * self.vector_share, self.hbm_bw, self.latency)
         t_full = roofline_only_s(flops, bytes_, peak, self.hbm_bw)
         return Op(name, stream, scope, t, flops, bytes_, bound, engine="vector", full_die_time_s=t_full)
 
     def comm(self, name, stream, scope, time_s, comm_bytes):
         t = np.asarray(time_s, dtype=float)
-        return Op(name, stream, scope, t, np.zeros_like(t), np.zeros_like(t), np.full(t.shape, COMM), comm_bytes=comm_bytes, engine="link", full_die_time_s=0.0)
+        zero = np.broadcast_to(np.float64(0.0), t.shape)  # moves no HBM data and does no arithmetic
+        bound = np.broadcast_to(np.int8(COMM), t.shape) if _DETAIL.get() else None
+        return Op(name, stream, scope, t, zero, zero, bound, comm_bytes=comm_bytes, engine="link", full_die_time_s=0.0)
+
+
+_DETAIL: ContextVar[bool] = ContextVar("cmperf_operator_detail", default=True)
+
+
+@contextmanager
+def without_operator_detail():
+    """Within this block, operators carry what the step time needs (time, HBM bytes, full-die time)
+    and not what binds each one (`Op.bound` is None), which only a per-operator report reads: a
+    search's grids are never broken down by operator. Times are the same numbers either way."""
+    token = _DETAIL.set(False)
+    try:
+        yield
+    finally:
+        _DETAIL.reset(token)
+
+
+def operator_detail() -> bool:
+    """Whether operators built here say what binds them (see `without_operator_detail`)."""
+    return _DETAIL.get()
+
+
+def _timed(flops, bytes_, peak, bw, latency):
+    """`roofline_time_s`, or (the same time, None) where no report reads what binds."""
+    if _DETAIL.get():
+        return roofline_time_s(flops, bytes_, peak, bw, latency)
+    return roofline_only_s(flops, bytes_, peak, bw) + latency, None
 
 
 _SHARED: ContextVar[dict | None] = ContextVar("cmperf_decode_shared_ops", default=None)

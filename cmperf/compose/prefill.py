@@ -18,9 +18,10 @@ import numpy as np
 
 from cmperf.comm.collectives import bulk_comm_time_s, kv_transfer_time_s
 from cmperf.compose.memory import activation_bytes, kv_bytes_per_token, weight_bytes_per_die
-from cmperf.compose.ops import Die, Op, layer_time_and_fill_s, outcome, pipelined_layer_time_s, placement_arrays
+from cmperf.compose.ops import Die, Op, layer_time_and_fill_s, operator_detail, outcome, pipelined_layer_time_s, placement_arrays
 from cmperf.costs import attention
 from cmperf.costs.elementwise import elementwise_cost
+from cmperf.costs.roofline import COMM
 from cmperf.costs.moe import busiest_link_messages, expected_destinations, message_bytes, hottest_rank_load, placement, popularity_cv
 from cmperf.errors import SpecError
 from cmperf.specs import derived as dv
@@ -192,7 +193,7 @@ def evaluate_prefill(hw: Spec, model: Spec, inp: PrefillInputs) -> dict:
     ]
     cached = T * hit
     load = cache_load_time_s(hw, model, cached, inp.cache_path, mtp_layers)
-    serial.append(Op("prefix-cache KV load", "serial", "step", np.asarray(load, float) + 0.0 * T, 0.0 * T, cached * kv_bytes_per_token(model, mtp_layers), np.full(np.shape(load + 0.0 * T), 2), engine="link"))
+    serial.append(Op("prefix-cache KV load", "serial", "step", np.asarray(load, float) + 0.0 * T, 0.0 * T, cached * kv_bytes_per_token(model, mtp_layers), np.full(np.shape(load + 0.0 * T), COMM) if operator_detail() else None, engine="link"))
     overhead = hw["overhead.prefill_step_s"]
     batch_s = L_dense * w_dense + L_moe * w_moe + n_mtp * w_mtp + fill + sum(op.calls * op.time_s for op in serial) + overhead
     per_device = T * dies_pkg / batch_s

@@ -38,6 +38,8 @@ def padded_rows(m, tile_rows, small_tile_rows=None):
     """
     m = np.maximum(np.asarray(m, dtype=float), 1e-12)
     ts = tile_rows if small_tile_rows is None else small_tile_rows
+    if ts == tile_rows:  # one layout: both branches are the same numbers
+        return np.ceil(m / tile_rows) * tile_rows
     return np.where(m <= tile_rows, np.ceil(m / ts) * ts, np.ceil(m / tile_rows) * tile_rows)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cmperf.compose.decode import pipelines
+from cmperf.compose.ops import without_operator_detail
 from cmperf.evaluation import evaluate
 from cmperf.solve.space import (
     ATTN_TP_CHOICES, MICROBATCH_CHOICES, PREFILL_TOKENS_CHOICES, Structures, axis, batch_grid, check_dense, mtp_axis, structures,
@@ -65,7 +66,8 @@ def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: 
     check_dense(len(st) * len(tp) * len(pipes) * len(mtp) * len(b))
     workload = Workload(input_len=input_len, output_len=output_len, mtp_acceptance=acceptance)
     choices = {"eplb": "perfect" if eplb_perfect else "default"}
-    ev = evaluate(hw, model, workload, _decode_deployment(st, n_mb, n_cores, mtp, b, **choices))
+    with without_operator_detail():  # a grid is never broken down by operator
+        ev = evaluate(hw, model, workload, _decode_deployment(st, n_mb, n_cores, mtp, b, **choices))
     shape = (len(st), len(tp), len(pipes), len(mtp), len(b))
     fits = _full(ev.fits, shape, bool)
     ok = _full(ev.valid, shape, bool) & fits
@@ -138,7 +140,8 @@ def prefill_grid(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfec
         "prefill", devices=axis(st.devices, 0, nd), ep=axis(st.ep, 0, nd), redundant=axis(st.redundant, 0, nd),
         attn_tp=axis(tp, 1, nd), microbatches=axis(MICROBATCH_CHOICES, 2, nd), tokens_per_device=axis(toks, 3, nd), mtp=mtp, **choices,
     )
-    ev = evaluate(hw, model, workload, dep)
+    with without_operator_detail():
+        ev = evaluate(hw, model, workload, dep)
     shape = (len(st), len(tp), len(MICROBATCH_CHOICES), len(toks))
     fits = _full(ev.fits, shape, bool)
     ok = _full(ev.valid, shape, bool) & fits

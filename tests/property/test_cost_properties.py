@@ -297,3 +297,15 @@ def test_padded_rows_never_fall_as_m_grows(ms, small):
 
     assert float(padded_rows(lo, 64, small)) <= float(padded_rows(hi, 64, small))
     assert float(padded_rows(lo, 64, small)) >= lo
+
+
+@SET
+@given(st.lists(st.floats(0.0, 1e5), min_size=1, max_size=20), st.sampled_from([8, 16, 64, 128]))
+def test_padded_rows_with_one_layout_is_the_two_branch_formula(ms, tile):
+    """Where the small-M tile is the engine tile (or none is given), both branches are the same
+    numbers: the one-branch form gives them bit for bit."""
+    from cmperf.costs.roofline import padded_rows
+
+    m = np.maximum(np.asarray(ms, dtype=float), 1e-12)
+    two = np.where(m <= tile, np.ceil(m / tile) * tile, np.ceil(m / tile) * tile)
+    assert np.array_equal(padded_rows(ms, tile), two) and np.array_equal(padded_rows(ms, tile, tile), two)
