@@ -339,22 +339,25 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     ffn_tp = dv.dense_ffn_tp(model, tp)
     dense_ops = _attention_ops(att_die, model, "dense layers", t, r, kv_len, tp) + placement_free(
         ("dense FFN", id(hw), id(model)), lambda: _dense_ffn_ops(moe_die, model, "dense layers", t, ffn_tp), t, ffn_tp, moe_die.matrix_share, moe_die.vector_share)
+    hbm_bw = full.hbm_bw
+    w_dense = pipelined_layer_time_s(dense_ops, STREAMS, n, hbm_bw)
     moe_att = _attention_ops(att_die, model, "MoE layers", t, r, kv_len, tp)
     moe_ffn, aux = _ffn_ops(moe_die, model, "MoE layers", t, inp, r, stream_time_s(moe_att, "attention"))
     moe_ops = moe_att + moe_ffn
+    moe_streams = []  # the MoE layer's attention and MoE stream times, per microbatch
+    w_moe, fill_moe = layer_time_and_fill_s(moe_ops, STREAMS, n, hbm_bw, moe_streams)
+    w_moe = w_moe - single_batch_hidden_s(moe_die, model, moe_ffn, t, aux["placement"]["dedicated"], n)
+    if not operator_detail():  # a grid no report breaks down: its operators' arrays are done with
+        moe_ops, moe_ffn, moe_att = [], [], []
     # The MTP module drafts one token per request per run, k runs per step.
     mtp_att = _attention_ops(att_die, model, "MTP module", r, r, kv_len, tp, extra_proj=True)
     mtp_ffn, _ = _ffn_ops(moe_die, model, "MTP module", r, inp, r, stream_time_s(mtp_att, "attention"))
     mtp_ops = mtp_att + mtp_ffn
-
-    hbm_bw = full.hbm_bw
-    w_dense = pipelined_layer_time_s(dense_ops, STREAMS, n, hbm_bw)
-    moe_streams = []  # the MoE layer's attention and MoE stream times, per microbatch
-    w_moe, fill_moe = layer_time_and_fill_s(moe_ops, STREAMS, n, hbm_bw, moe_streams)
     w_mtp, fill_mtp = layer_time_and_fill_s(mtp_ops, STREAMS, n, hbm_bw)
-    fill = fill_moe + k * fill_mtp
-    w_moe = w_moe - single_batch_hidden_s(moe_die, model, moe_ffn, t, aux["placement"]["dedicated"], n)
     w_mtp = w_mtp - single_batch_hidden_s(moe_die, model, mtp_ffn, r, aux["placement"]["dedicated"], n)
+    if not operator_detail():
+        mtp_ops, mtp_ffn, mtp_att = [], [], []
+    fill = fill_moe + k * fill_mtp
 
     d, V = model["arch.hidden_size"], model["arch.vocab_size"]
     tokens = b * q

@@ -116,8 +116,10 @@ _DETAIL: ContextVar[bool] = ContextVar("cmperf_operator_detail", default=True)
 @contextmanager
 def without_operator_detail():
     """Within this block, operators carry what the step time needs (time, HBM bytes, full-die time)
-    and not what binds each one (`Op.bound` is None), which only a per-operator report reads: a
-    search's grids are never broken down by operator. Times are the same numbers either way."""
+    and not what binds each one (`Op.bound` is None), and decode lets its MoE-layer and MTP
+    operators go once their layer is summed (fewer fresh pages at a chunk's peak): only a
+    per-operator report reads them, and a search's grids are never broken down by operator.
+    Times are the same numbers either way."""
     token = _DETAIL.set(False)
     try:
         yield
