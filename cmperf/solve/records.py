@@ -23,6 +23,10 @@ from cmperf.specs.loader import Spec
 GRID_AGREEMENT_RTOL = 1e-9
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+
+
 def record(grid: Grid, flat: int, slo_ms: float | None, dies_per_device: int) -> dict:
     """One grid point as a flat record: phase, SLO, metric, latency, deployment, what limits it."""
     d = deployment_at(grid, flat)
@@ -36,11 +40,6 @@ def record(grid: Grid, flat: int, slo_ms: float | None, dies_per_device: int) ->
     rec["deployment_obj"] = d
     rec["limit"] = limit_reason(grid, flat, None if slo_ms is None else slo_ms * 1e-3)
     return rec
-
-
-#: The deployment fields that differ between the records of one phase (the rest are the search's own).
-_VARYING = {"decode": ("devices", "ep", "redundant", "attn_tp", "microbatches", "attention_matrix_cores", "mtp", "batch"),
-            "prefill": ("devices", "ep", "redundant", "attn_tp", "microbatches", "mtp", "tokens_per_device")}
 
 
 def explain(rec: dict | None, hw: Spec, model: Spec, grid: Grid, workload: Workload | None = None) -> dict | None:
@@ -64,13 +63,16 @@ def explain_all(recs: list[dict], hw: Spec, model: Spec, workload: Workload) -> 
     groups: dict[tuple, list[dict]] = {}
     for rec in recs:
         d = rec["deployment_obj"]
-        common = tuple((k, v) for k, v in d.choices().items() if k not in _VARYING[d.phase])
+        # Deployments evaluate together where they share the phase, the words (EPLB, cache path)
+        # and which numbers are given; the numbers become the broadcast's arrays.
+        common = tuple((k, float if _is_number(v) else v) for k, v in d.choices().items())
         groups.setdefault((d.phase, common), []).append(rec)
-    for (phase, _), group in groups.items():
+    for (phase, common), group in groups.items():
         deps = [r["deployment_obj"] for r in group]
         for d in deps:
             check_single(hw, model, workload, d)
-        grid = replace(deps[0], **{k: np.array([float(getattr(d, k)) for d in deps]) for k in _VARYING[phase]})
+        numbers = [k for k, v in common if v is float]
+        grid = replace(deps[0], **{k: np.array([float(getattr(d, k)) for d in deps]) for k in numbers})
         ev = evaluate(hw, model, workload, grid)
         check_finite_result(ev.result, hw, model, ("tpot_s" if phase == "decode" else "ttft_s", "tokens_per_s_per_device", "hbm_used_bytes_per_die"))
         n = len(group)

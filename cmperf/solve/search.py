@@ -87,15 +87,23 @@ def _decode_deployment(st: Structures, microbatches, attn_cores, mtp, batches, *
                       attention_matrix_cores=axis(attn_cores, 2, nd), mtp=axis(mtp, 3, nd), batch=axis(batches, 4, nd), **choices)
 
 
-def decode_memory_grid(hw: Spec, model: Spec, input_len: int, output_len: int, st: Structures, mtp_choices, batches) -> tuple:
-    """(HBM used per die, fits, valid) of every decode candidate of the structures `st` at the given
-    batches, shaped as `decode_grid`'s with one pipeline (memory does not depend on it)."""
-    from cmperf.compose.decode import decode_memory, decode_valid
+def _decode_memory(hw: Spec, model: Spec, input_len: int, output_len: int, st: Structures, mtp_choices, batches) -> tuple:
+    """(the model inputs, `decode_memory`'s answer) of the decode candidates of the structures `st`
+    at the given batches, with one pipeline (memory does not depend on it)."""
+    from cmperf.compose.decode import decode_memory
     from cmperf.evaluation import model_inputs
 
     dep = _decode_deployment(st, [1.0], [0.0], list(mtp_choices), batches)
     inp = model_inputs(Workload(input_len=input_len, output_len=output_len), dep)
-    _, used, cap, _, pl = decode_memory(hw, model, inp)
+    return inp, decode_memory(hw, model, inp)
+
+
+def decode_memory_grid(hw: Spec, model: Spec, input_len: int, output_len: int, st: Structures, mtp_choices, batches) -> tuple:
+    """(HBM used per die, fits, valid) of every decode candidate of the structures `st` at the given
+    batches, shaped as `decode_grid`'s with one pipeline (memory does not depend on it)."""
+    from cmperf.compose.decode import decode_valid
+
+    inp, (_, used, cap, _, pl) = _decode_memory(hw, model, input_len, output_len, st, mtp_choices, batches)
     shape = (len(st), len(ATTN_TP_CHOICES), 1, len(mtp_choices), len(batches))
     used = np.broadcast_to(used, shape)
     return used, used <= cap, np.broadcast_to(decode_valid(hw, model, inp, pl), shape)
@@ -108,11 +116,7 @@ def batches_that_fit(hw: Spec, model: Spec, input_len: int, output_len: int, st:
     Taken from the closed-form largest batch that fits (`decode_memory`, without evaluating every
     batch), then checked against `decode_memory_grid`'s own test at the boundary, which the closed
     form's rounding may miss by one step."""
-    from cmperf.compose.decode import decode_memory
-    from cmperf.evaluation import model_inputs
-
-    dep = _decode_deployment(st, [1.0], [0.0], list(mtp_choices), batches[:1])
-    _, _, _, largest, _ = decode_memory(hw, model, model_inputs(Workload(input_len=input_len, output_len=output_len), dep))
+    _, (_, _, _, largest, _) = _decode_memory(hw, model, input_len, output_len, st, mtp_choices, batches[:1])
     j = int(np.searchsorted(batches, np.max(largest), side="right"))
 
     def fits_at(i: int) -> bool:
