@@ -241,6 +241,11 @@ def stream_shares(hw: Spec, microbatches, attn_cores=0):
             (np.where(split, moe_m, one), np.where(split, moe_v, one)))
 
 
+def less(x, y):
+    """x - y, without a pass over x where y is the number 0 (x - 0 is x, to the bit)."""
+    return x if np.ndim(y) == 0 and y == 0 else x - y
+
+
 def single_batch_hidden_s(die: Die, model: Spec, ops, t, dedicated, microbatches):
     """Communication one microbatch hides behind its own shared expert (per layer), where the
     hardware file says the fused dispatch/combine run in the background (overlap.decode_single_batch).
@@ -252,7 +257,7 @@ def single_batch_hidden_s(die: Die, model: Spec, ops, t, dedicated, microbatches
     Source: DeepEP low-latency kernels' background receive (no SMs held while data is in flight).
     """
     sh = dv.moe_shape(model)
-    if not die.hw.get("overlap.decode_single_batch", 0) or sh["S"] == 0:
+    if not die.hw.get("overlap.decode_single_batch", 0) or sh["S"] == 0 or np.all(np.asarray(microbatches) > 1):
         return 0.0
     d, inter, S = model["arch.hidden_size"], sh["inter"], sh["S"]
     mm = model["precision.matmul"]
@@ -346,7 +351,7 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     moe_ops = moe_att + moe_ffn
     moe_streams = []  # the MoE layer's attention and MoE stream times, per microbatch
     w_moe, fill_moe = layer_time_and_fill_s(moe_ops, STREAMS, n, hbm_bw, moe_streams)
-    w_moe = w_moe - single_batch_hidden_s(moe_die, model, moe_ffn, t, aux["placement"]["dedicated"], n)
+    w_moe = less(w_moe, single_batch_hidden_s(moe_die, model, moe_ffn, t, aux["placement"]["dedicated"], n))
     if not operator_detail():  # a grid no report breaks down: its operators' arrays are done with
         moe_ops, moe_ffn, moe_att = [], [], []
     # The MTP module drafts one token per request per run, k runs per step.
@@ -354,7 +359,7 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     mtp_ffn, _ = _ffn_ops(moe_die, model, "MTP module", r, inp, r, stream_time_s(mtp_att, "attention"))
     mtp_ops = mtp_att + mtp_ffn
     w_mtp, fill_mtp = layer_time_and_fill_s(mtp_ops, STREAMS, n, hbm_bw)
-    w_mtp = w_mtp - single_batch_hidden_s(moe_die, model, mtp_ffn, r, aux["placement"]["dedicated"], n)
+    w_mtp = less(w_mtp, single_batch_hidden_s(moe_die, model, mtp_ffn, r, aux["placement"]["dedicated"], n))
     if not operator_detail():
         mtp_ops, mtp_ffn, mtp_att = [], [], []
     fill = fill_moe + k * fill_mtp

@@ -230,9 +230,14 @@ def layer_time_and_fill_s(ops, streams, microbatches, hbm_bw, stream_times=None)
     a = stream_time_s(ops, streams[0])
     b = stream_time_s(ops, streams[1])
     n = np.asarray(microbatches, dtype=float)
+    if stream_times is not None:
+        stream_times += [a, b]
+    if np.all(n <= 1):  # serial everywhere: the general case's numbers, without its overlapped branch
+        serial = a + b
+        return serial, np.zeros(np.broadcast_shapes(n.shape, serial.shape))
     r_hbm = grouped_total(ops, lambda op: op.hbm_bytes, lambda op: op.engine in ("matrix", "vector")) / hbm_bw
     r_mat = grouped_total(ops, lambda op: op.full_die_time_s, lambda op: op.engine == "matrix")
     overlapped = n * np.maximum(np.maximum(a, b), np.maximum(r_hbm, r_mat))
-    if stream_times is not None:
-        stream_times += [a, b]
+    if np.all(n > 1):  # overlapped everywhere
+        return overlapped, np.minimum(a, b)
     return np.where(n <= 1, a + b, overlapped), np.where(n > 1, np.minimum(a, b), 0.0)

@@ -52,31 +52,82 @@ def _full(x, shape, dtype=float):
     return np.broadcast_to(np.asarray(x, dtype=dtype), shape)
 
 
+def _decode_space(hw: Spec, model: Spec, input_len: int, output_len: int, acceptance: float, eplb_perfect: bool, mtp_choices,
+                  st: Structures, batches) -> tuple:
+    """(MTP axis, batch axis, (microbatches, attention cores) of each pipeline, workload, choices) of a decode grid."""
+    mtp = list(mtp_axis(model, mtp_choices))
+    n_mb, n_cores = (np.array(x, float) for x in zip(*pipelines(hw)))
+    check_dense(len(st) * len(ATTN_TP_CHOICES) * len(n_mb) * len(mtp) * len(batches))
+    workload = Workload(input_len=input_len, output_len=output_len, mtp_acceptance=acceptance)
+    return mtp, np.asarray(batches, float), (n_mb, n_cores), workload, {"eplb": "perfect" if eplb_perfect else "default"}
+
+
+def decode_grid_deployment(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float,
+                           eplb_perfect: bool = False, max_batch: int = 1024, mtp_choices=None) -> tuple[Workload, Deployment]:
+    """(workload, deployments) of `decode_grid`'s candidates as one outer product, every pipeline on
+    its axis, for one `evaluate` call that keeps every intermediate (a grid keeps its answers only)."""
+    mtp, b, (n_mb, n_cores), workload, choices = _decode_space(hw, model, input_len, output_len, acceptance, eplb_perfect, mtp_choices,
+                                                               structures(hw, model, budget), batch_grid(max_batch))
+    return workload, _decode_deployment(structures(hw, model, budget), n_mb, n_cores, mtp, b, **choices)
+
+
 def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float,
                 eplb_perfect: bool = False, max_batch: int = 1024, mtp_choices=None, st: Structures | None = None,
                 batches=None) -> Grid:
-    """Every decode candidate of the budget (or of the structures `st`), evaluated in one call
-    (`batches`: the batch axis, default `batch_grid(max_batch)`)."""
+    """Every decode candidate of the budget (or of the structures `st`), evaluated in one call per
+    group of pipelines (`pipeline_groups`); `batches`: the batch axis, default `batch_grid(max_batch)`."""
     st = structures(hw, model, budget) if st is None else st
     tp = list(ATTN_TP_CHOICES)
-    mtp = list(mtp_axis(model, mtp_choices))
-    b = batch_grid(max_batch) if batches is None else np.asarray(batches, float)
-    pipes = pipelines(hw)
-    n_mb, n_cores = (np.array(x, float) for x in zip(*pipes))
-    check_dense(len(st) * len(tp) * len(pipes) * len(mtp) * len(b))
-    workload = Workload(input_len=input_len, output_len=output_len, mtp_acceptance=acceptance)
-    choices = {"eplb": "perfect" if eplb_perfect else "default"}
+    mtp, b, (n_mb, n_cores), workload, choices = _decode_space(hw, model, input_len, output_len, acceptance, eplb_perfect, mtp_choices,
+                                                               st, batch_grid(max_batch) if batches is None else batches)
+    shape = (len(st), len(tp), len(n_mb), len(mtp), len(b))
+    pipe = DECODE_AXES.index("microbatches")
+    parts = []
     with without_operator_detail():  # a grid is never broken down by operator
-        ev = evaluate(hw, model, workload, _decode_deployment(st, n_mb, n_cores, mtp, b, **choices))
-    shape = (len(st), len(tp), len(pipes), len(mtp), len(b))
-    fits = _full(ev.fits, shape, bool)
-    ok = _full(ev.valid, shape, bool) & fits
+        for idx, mb, cores in pipeline_groups(n_mb, n_cores):
+            ev = evaluate(hw, model, workload, _decode_deployment(st, mb, cores, mtp, b, **choices))
+            parts.append((idx, ev.tokens_per_s_per_device, ev.latency_s, ev.result["hbm_used_bytes_per_die"], ev.fits, ev.valid))
+
+    def along_pipes(k: int, dtype=float) -> np.ndarray:
+        """The groups' k-th arrays as one over the grid (one group's, where none varies by pipeline)."""
+        if len(parts) == 1:
+            return np.asarray(parts[0][k], dtype=dtype)
+        if all(np.ndim(p[k]) < len(shape) - pipe or np.shape(p[k])[pipe - len(shape)] == 1 for p in parts) \
+                and all(np.array_equal(p[k], parts[0][k]) for p in parts[1:]):
+            return np.asarray(parts[0][k], dtype=dtype)
+        out = np.empty(shape, dtype)
+        for p in parts:
+            out[(slice(None),) * pipe + (p[0],)] = p[k]
+        return out
+
+    metric, latency, used = along_pipes(1), along_pipes(2), along_pipes(3)
+    fits = _full(along_pipes(4, bool), shape, bool)
+    valid = along_pipes(5, bool)
+    ok = _full(valid, shape, bool) & fits
     # The microbatch axis runs over (microbatches, attention cores) pairs: the split matters only
     # when microbatches overlap, so it is not an axis of its own.
     return Grid("decode", {"structure": st, "attn_tp": np.array(tp, float), "microbatches": n_mb, "attn_cores": n_cores,
                            "mtp": np.array(mtp, float), "batch": b},
-                ev.result, shape, _full(ev.tokens_per_s_per_device, shape), _full(ev.latency_s, shape), ok, fits,
+                {"valid": valid, "hbm_used_bytes_per_die": used}, shape, _full(metric, shape), _full(latency, shape), ok, fits,
                 workload=workload, choices=choices)
+
+
+def pipeline_groups(microbatches: np.ndarray, attn_cores: np.ndarray) -> list[tuple[list[int], list[float], list[float]]]:
+    """The pipelines (`microbatches`, `attn_cores` pairs, in order) in groups evaluated together:
+    (their positions, microbatches, attention cores). A microbatch count with several core splits
+    is a group of its own with the count given once, so that the per-microbatch work, which the
+    split does not change (token counts, expert loads, messages, FLOPs and bytes), is computed
+    once for all its splits; the other pipelines share one group."""
+    groups, rest = [], []
+    for n in dict.fromkeys(microbatches.tolist()):
+        idx = [i for i, m in enumerate(microbatches.tolist()) if m == n]
+        if len(idx) > 1:
+            groups.append((idx, [n], attn_cores[idx].tolist()))
+        else:
+            rest += idx
+    if rest:
+        groups.append((rest, microbatches[rest].tolist(), attn_cores[rest].tolist()))
+    return groups
 
 
 def _decode_deployment(st: Structures, microbatches, attn_cores, mtp, batches, **choices) -> Deployment:

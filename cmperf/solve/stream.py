@@ -44,10 +44,12 @@ CHUNK_MULTIPLE = 2
 #: Environment variable that sets the thread count (1: evaluate the chunks in this thread).
 THREADS_ENV = "CMPERF_SEARCH_THREADS"
 #: Intermediate arrays per candidate while evaluated (tracemalloc peak over candidates, chunks of
-#: 12 structures down to 4): decode 284-410 bytes, prefill 328-563 (384 down to 8 devices). The
-#: decode bound covers chunks of 8 structures and more (315); fewer arise only where the grid is small.
+#: 12 structures down to 4): prefill 328-563 bytes (384 down to 8 devices).
 BYTES_PER_CANDIDATE = 640
-DECODE_BYTES_PER_CANDIDATE = 360
+#: The same for a decode chunk, its answers included (`_chunk` under `shared_operators`, chunks of
+#: 4 to 70 structures of a 384-device budget): cloudmatrix384 82-89 bytes (its core splits are
+#: evaluated as one group, `search.pipeline_groups`), h100 113-129, gb200-nvl72 with kimi-k2 148-168.
+DECODE_BYTES_PER_CANDIDATE = 170
 
 
 def chunk_structures(per_structure: int, chunk_bytes: float = CHUNK_BYTES, bytes_per_candidate: float = BYTES_PER_CANDIDATE) -> int:

@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 
 from cmperf.compose.decode import evaluate_decode, expected_tokens_per_step
 from cmperf.compose.prefill import evaluate_prefill
-from cmperf.solve.search import decode_grid, params_at, prefill_grid, ranked
+from cmperf.solve.search import decode_grid, decode_grid_deployment, params_at, prefill_grid, ranked
 from cmperf.solve.space import structures
 from cmperf.specs.loader import load_hardware, load_model
 from cmperf.specs.schema import HARDWARE_FIELDS
-from cmperf.evaluation import default_inputs
+from cmperf.evaluation import default_inputs, evaluate
 
 
 def decode_inputs(**kw):
@@ -239,7 +239,10 @@ def test_decode_grid_identities(name, budget, acc, perfect, input_len, output_le
     non-decreasing in the batch, and perfect EPLB never slower than the modelled skew."""
     h = hw(name)
     g = decode_grid(h, MODEL, budget, input_len, output_len, acc, perfect, max_batch=256)
-    r = g.result
+    # The grid, evaluated a group of pipelines at a time, holds the numbers of one call over all of them.
+    r = evaluate(h, MODEL, *decode_grid_deployment(h, MODEL, budget, input_len, output_len, acc, perfect, max_batch=256)).result
+    assert np.array_equal(np.broadcast_to(r["tokens_per_s_per_device"], g.shape), g.metric)
+    assert np.array_equal(np.broadcast_to(r["tpot_s"], g.shape), g.latency_s)
     batch = np.broadcast_to(g.axes["batch"], g.shape)
     np.testing.assert_allclose(g.metric * g.latency_s, batch, rtol=REL)
     np.testing.assert_allclose(np.broadcast_to(r["step_s"], g.shape) / np.broadcast_to(r["tokens_per_step"], g.shape), g.latency_s, rtol=REL)

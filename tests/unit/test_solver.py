@@ -22,7 +22,7 @@ from cmperf.compose.prefill import evaluate_prefill
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.report.files import write_run_dir
 from cmperf.solve.search import (
-    DECODE_AXES, PREFILL_AXES, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked,
+    DECODE_AXES, PREFILL_AXES, best_latency_s, best_per_deployment, decode_grid, decode_grid_deployment, limit_reason, params_at, pareto_front, prefill_grid, ranked,
 )
 from cmperf.solve.plan import PlanRequest, plan
 from cmperf.solve.sizing import best_split
@@ -548,6 +548,9 @@ def test_search_grids_leave_out_what_binds_each_operator_and_nothing_else(hardwa
 
     import cmperf.solve.search as search_mod
 
+    from cmperf.compose.ops import without_operator_detail
+    from cmperf.evaluation import evaluate
+
     hw, m = load_hardware(hardware), load_model(model)
     grids = {}
     for detail in (False, True):
@@ -556,6 +559,13 @@ def test_search_grids_leave_out_what_binds_each_operator_and_nothing_else(hardwa
                 mp.setattr(search_mod, "without_operator_detail", contextlib.nullcontext)
             grids[detail] = (decode_grid(hw, m, 32, 4096, 256, 0.7), prefill_grid(hw, m, 32, 4096, prefix_hit=0.5))
     for lean, full in zip(grids[False], grids[True]):
+        assert np.array_equal(lean.metric, full.metric) and np.array_equal(lean.latency_s, full.latency_s) and np.array_equal(lean.ok, full.ok)
+    # The decode grid keeps only its answers' arrays: the operators are compared on its candidates
+    # evaluated in one call.
+    work, dep = decode_grid_deployment(hw, m, 32, 4096, 256, 0.7)
+    with without_operator_detail():
+        lean_decode = evaluate(hw, m, work, dep)
+    for lean, full in ((lean_decode, evaluate(hw, m, work, dep)), (grids[False][1], grids[True][1])):
         assert all(op.bound is None for op in lean.result["ops"]) and all(op.bound is not None for op in full.result["ops"])
         # The operators a decode grid still holds (its MoE-layer and MTP arrays are let go once summed).
         by_place = {(op.scope, op.name): op for op in full.result["ops"]}
@@ -563,5 +573,5 @@ def test_search_grids_leave_out_what_binds_each_operator_and_nothing_else(hardwa
         for a in lean.result["ops"]:
             b = by_place[(a.scope, a.name)]
             assert np.array_equal(a.time_s, b.time_s) and np.array_equal(a.hbm_bytes, b.hbm_bytes)
-        for k in ("tpot_s" if lean.phase == "decode" else "ttft_s", "step_s", "tokens_per_s_per_device", "hbm_used_bytes_per_die"):
+        for k in ("tpot_s" if lean.result["phase"] == "decode" else "ttft_s", "step_s", "tokens_per_s_per_device", "hbm_used_bytes_per_die"):
             assert np.array_equal(lean.result[k], full.result[k]), k
