@@ -80,18 +80,14 @@ DEFAULT_WIDTH = 120
 def make_console(width: int | None = None):
     """A console as wide as the terminal (or $COLUMNS, or DEFAULT_WIDTH when piped). Text is
     printed as given (no rich markup), with control characters made visible (`safe_text`): a name
-    or note from a file cannot restyle or retitle the terminal."""
+    or note from a file cannot restyle or retitle the terminal. Where the output is not a terminal
+    it is a `PlainConsole` (the same characters, drawn without importing rich's console)."""
     import shutil
 
-    from rich.console import Console
+    from cmperf.report.plain import PlainConsole, plain_output, rich_console
 
-    from cmperf.inputs import safe_text
-
-    class SafeConsole(Console):
-        def print(self, *objects, **kwargs):
-            super().print(*(safe_text(o) if isinstance(o, str) else o for o in objects), **kwargs)
-
-    return SafeConsole(width=width or shutil.get_terminal_size((DEFAULT_WIDTH, 40)).columns, highlight=False, markup=False, emoji=False, soft_wrap=False)
+    width = width or shutil.get_terminal_size((DEFAULT_WIDTH, 40)).columns
+    return PlainConsole(width) if plain_output() else rich_console(width)
 
 
 def _is_number(v: Any) -> bool:
@@ -125,7 +121,7 @@ def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, who
     t = Table(title=Text(safe_text(title)) if title else None, title_justify="left", show_lines=False)
     for c in cols:
         col = cells[c]
-        if _is_number(rows[0][c]) or all(_NUMBER_TEXT.match(x) or x == "-" for x in col):
+        if _right_justified(rows, c, col):
             # A number ($0.241, -18.0%, 80%/62% too) never breaks: its column is as wide as its widest cell.
             t.add_column(Text(safe_text(str(names[c]))), justify="right", no_wrap=True, min_width=max(cell_len(str(names[c])), *(cell_len(x) for x in col)))
         else:
@@ -135,6 +131,23 @@ def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, who
     for row in zip(*(cells[c] for c in cols)):
         t.add_row(*[Text(x) for x in row])
     return t
+
+
+def _right_justified(rows: Sequence[dict], c, col: list[str]) -> bool:
+    """Whether column `c` (drawn as the cells `col`) holds numbers, drawn right-justified and never broken."""
+    return _is_number(rows[0][c]) or all(_NUMBER_TEXT.match(x) or x == "-" for x in col)
+
+
+def _natural_widths_of(headers: Sequence[str], cells: dict, cols: list) -> list[int]:
+    """`_natural_widths` of the table `_table` draws for these cells, without drawing it: each
+    column's widest line (header or cell), padding included. (A column's minimum width, its
+    widest cell or word, never exceeds that.)"""
+    from rich.cells import cell_len
+
+    def widest(text: str) -> int:
+        return max((cell_len(line) for line in text.splitlines()), default=0)
+
+    return [max(widest(h), *(widest(x) for x in cells[c])) + CELL_PADDING for h, c in zip(headers, cols)]
 
 
 #: Padding rich puts either side of a cell (Table's default padding (0, 1)).
@@ -152,17 +165,17 @@ def _natural_widths(table) -> list[int]:
     return [max(widest(c.header), *(widest(x) for x in c._cells), c.min_width or 0) + CELL_PADDING for c in table.columns]
 
 
-def _drawn_width(widths: list[int], table) -> int:
-    """Width of `table` drawn with columns of these widths (padding included), some of its columns
-    possibly left out: the columns plus the borders, one per column boundary and the two edges."""
-    return sum(widths) + table._extra_width - (len(table.columns) - len(widths))
+def _drawn_width(widths: list[int]) -> int:
+    """Width of a table drawn with columns of these widths (padding included): the columns plus
+    the borders, one per column boundary and the two edges."""
+    return sum(widths) + len(widths) + 1
 
 
 def _fits(width: int, table) -> bool:
     """Whether the table is drawn whole at this width without wrapping a cell: its natural column
     widths plus borders within the width. (Wider, rich would have to wrap text or crop the right
     edge: the caller leaves columns out first.)"""
-    return _drawn_width(_natural_widths(table), table) <= width
+    return _drawn_width(_natural_widths(table)) <= width
 
 
 def _fix_widths(table, widths: list[int] | None = None) -> None:
@@ -182,16 +195,19 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
     if not rows:
         console.print(f"{title or ''}: (no rows)")
         return
+    from cmperf.inputs import safe_text
+    from cmperf.report.plain import PlainConsole, draw_table
+
     cols = list(rows[0])
     names = dict(zip(cols, headers or cols))
     by_name = {str(v): k for k, v in names.items()}
     cells = _cells(rows, cols)
-    whole = _table(rows, cols, names, title, cells=cells)
+    heads = {c: safe_text(str(names[c])) for c in cols}
     # A column's natural width depends on its own cells only: leaving columns out is arithmetic.
-    natural = dict(zip(cols, _natural_widths(whole)))
+    natural = dict(zip(cols, _natural_widths_of([heads[c] for c in cols], cells, cols)))
 
     def fits(kept: list) -> bool:
-        return _drawn_width([natural[c] for c in kept], whole) <= console.width
+        return _drawn_width([natural[c] for c in kept]) <= console.width
 
     for c in drop_when_narrow:
         if fits(cols):
@@ -199,11 +215,18 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
         c = by_name.get(c, c)
         if c in cols and len(cols) > 2:
             cols.remove(c)
-    if fits(cols):
-        table = whole if len(cols) == len(natural) else _table(rows, cols, names, title, cells=cells)
-        _fix_widths(table, [natural[c] for c in cols])
-    else:
-        table = _table(rows, cols, names, title, whole_words=False, cells=cells)  # wrap text, at any character if need be
+    if not fits(cols):
+        console.print(_table(rows, cols, names, title, whole_words=False, cells=cells))  # wrap text, at any character if need be
+        return
+    widths = [natural[c] for c in cols]
+    if isinstance(console, PlainConsole):
+        drawn = draw_table(safe_text(title) if title else None, [heads[c] for c in cols], [cells[c] for c in cols],
+                           [_right_justified(rows, c, cells[c]) for c in cols], widths)
+        if drawn is not None:
+            console.write(drawn)
+            return
+    table = _table(rows, cols, names, title, cells=cells)
+    _fix_widths(table, widths)
     console.print(table)
 
 
