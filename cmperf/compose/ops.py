@@ -118,8 +118,9 @@ def without_operator_detail():
     """Within this block, operators carry what the step time needs (time, HBM bytes, full-die time)
     and not what binds each one (`Op.bound` is None), and decode lets its MoE-layer and MTP
     operators go once their layer is summed (fewer fresh pages at a chunk's peak): only a
-    per-operator report reads them, and a search's grids are never broken down by operator.
-    Times are the same numbers either way."""
+    per-operator report reads them, and a search's grids are never broken down by operator; nor
+    do results carry the rate per die (a search ranks per device). Times are the same numbers
+    either way."""
     token = _DETAIL.set(False)
     try:
         yield
@@ -178,15 +179,21 @@ def placement_arrays(hw: Spec, inp):
 
 def outcome(per_device, dies_pkg, mem: dict, used, cap, valid) -> dict:
     """The result fields decode and prefill share: throughput, the HBM budget and feasibility."""
-    return {"tokens_per_s_per_device": per_device, "tokens_per_s_per_die": per_device / dies_pkg, "memory": mem,
+    per_die = per_device / dies_pkg if _DETAIL.get() else None  # a search ranks per device
+    return {"tokens_per_s_per_device": per_device, "tokens_per_s_per_die": per_die, "memory": mem,
             "hbm_used_bytes_per_die": used, "hbm_capacity_bytes_per_die": cap, "fits": used <= cap, "valid": valid,
             "feasible": valid & (used <= cap)}
 
 
 def total(terms):
     """Sum of broadcastable arrays, left to right (the order is part of the result: a grid point and
-    the same deployment evaluated alone add the same terms in the same order)."""
-    return sum(terms, start=np.float64(0.0))
+    the same deployment evaluated alone add the same terms in the same order). The first array
+    starts the sum (no pass adding it to zero); 0 where there is no term."""
+    terms = iter(terms)
+    first = next(terms, None)
+    if first is None:
+        return np.float64(0.0)
+    return sum(terms, start=first if isinstance(first, np.ndarray) else np.float64(0.0) + first)
 
 
 def grouped_total(ops, value, keep=None):

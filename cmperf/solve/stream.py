@@ -97,17 +97,26 @@ def _answering(grid: Grid, slos, top: int, keep, frontier: bool) -> np.ndarray:
         flats += [f for _, _, f in best_by_devices(grid, slo)]
     if frontier:
         flats += [int(f) for f in pareto_front(grid)]
-    lat = np.where(grid.ok, grid.latency_s, np.inf)
-    if np.isfinite(lat).any():
-        flats.append(int(np.argmin(lat)))
-    valid = np.broadcast_to(grid.result["valid"], grid.shape)
-    used = np.where(valid, np.broadcast_to(grid.result["hbm_used_bytes_per_die"], grid.shape), np.inf)
-    if np.isfinite(used).any():
-        flats.append(int(np.argmin(used)))
+    for least in (_least(np.where(grid.ok, grid.latency_s, np.inf), grid.shape),
+                  _least(np.where(grid.result["valid"], grid.result["hbm_used_bytes_per_die"], np.inf), grid.shape)):
+        if least is not None:
+            flats.append(least)
     picked = {f // per for f in flats}
     for ref in keep:
         picked.update(int(s) for s in np.flatnonzero((st.devices == ref["devices"]) & (st.ep == ref["ep"]) & (st.redundant == ref["redundant"])))
     return np.array(sorted(picked), dtype=int)
+
+
+def _least(a: np.ndarray, shape: tuple) -> int | None:
+    """The flat index in `shape` of `np.argmin` of `a` broadcast to it (None where no value is
+    finite), found in `a` itself: the first least point of the broadcast grid is the first of `a`,
+    at the start of every axis `a` is broadcast along."""
+    a = np.asarray(a).reshape((1,) * (len(shape) - np.ndim(a)) + np.shape(a))
+    i = int(np.argmin(a))
+    v = a.flat[i]
+    if not (np.isfinite(v) or (np.isnan(v) and np.isfinite(a).any())):
+        return None
+    return int(np.ravel_multi_index(np.unravel_index(i, a.shape), shape))
 
 
 def _kept(grid: Grid, idx: np.ndarray) -> dict:

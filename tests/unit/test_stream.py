@@ -10,6 +10,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cmperf.cli import app
@@ -17,7 +19,7 @@ from cmperf.solve.plan import PlanRequest, paper_deployment, plan
 from cmperf.solve.search import best_by_devices, best_latency_s, best_per_deployment, decode_grid, limit_reason, params_at, pareto_front, prefill_grid, ranked
 from cmperf.solve.sizing import TIE_BREAK_PER_DEVICE, best_split
 from cmperf.solve.space import max_instance_devices, structures
-from cmperf.solve.stream import BYTES_PER_CANDIDATE, DECODE_BYTES_PER_CANDIDATE, chunk_structures, streamed
+from cmperf.solve.stream import BYTES_PER_CANDIDATE, DECODE_BYTES_PER_CANDIDATE, _least, chunk_structures, streamed
 from cmperf.specs.loader import load_hardware, load_model
 
 HW = load_hardware("cloudmatrix384")
@@ -327,3 +329,19 @@ def test_no_structures_make_no_chunks():
     from cmperf.solve.stream import chunk_bounds
 
     assert chunk_bounds(0, 5) == [0] and chunk_bounds(3, 0) == [0, 1, 2, 3]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 3), min_size=1, max_size=4).flatmap(
+    lambda shape: st.tuples(st.just(tuple(shape)), st.lists(st.booleans(), min_size=len(shape), max_size=len(shape)),
+                            st.lists(st.sampled_from([1.0, 2.0, 3.0, np.inf, np.nan]), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))))
+def test_least_point_found_in_the_unbroadcast_array(case):
+    """`_least` of an array against the grid it broadcasts to: the flat index np.argmin gives over
+    the broadcast grid where some value is finite, else None."""
+    shape, kept, values = case
+    small_shape = tuple(n if k else 1 for n, k in zip(shape, kept))
+    a = np.array(values[:int(np.prod(small_shape))]).reshape(small_shape)
+    full = np.broadcast_to(a, shape)
+    expected = int(np.argmin(full)) if np.isfinite(full).any() else None
+    assert _least(a, shape) == expected
+    assert _least(a.reshape(a.shape[1:]) if a.ndim > 1 and a.shape[0] == 1 else a, shape) == expected  # fewer leading axes
