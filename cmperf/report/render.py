@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import math
 import re
 from typing import Any, Sequence
@@ -42,6 +40,8 @@ def fmt_number(v: Any) -> str:
 
 
 def to_json(obj: Any) -> str:
+    import json
+
     def conv(o):
         if isinstance(o, dict):
             return {k: conv(v) for k, v in o.items()}
@@ -53,6 +53,8 @@ def to_json(obj: Any) -> str:
 
 
 def to_csv(rows: Sequence[dict]) -> str:
+    import csv
+
     if not rows:
         return ""
     buf = io.StringIO()
