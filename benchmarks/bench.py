@@ -193,7 +193,7 @@ for mod, name, label in ((sp, "load_specs", "load and validate TOML specs"),
                          (sp, "ranked", "rank (ranked)"), (sp, "best_per_deployment", "rank (best per deployment)"),
                          (sp, "_explain", "explain records (one broadcast evaluation per phase)"), (sp, "paper_deployment", "the paper's deployments (the decode file's microbatches as estimate takes them)"), (sp, "pareto_front", "Pareto frontier"),
                          (sp, "best_split", "prefill/decode sizing"), (rp, "report_files", "render report files (md, csv, png, svg)"),
-                         (rf, "write_run_dir", "write report folder (fsync, rename)"), (rp, "print_plan", "print tables (rich)"),
+                         (rf, "write_run_dir", "write report folder (fsync, rename)"), (rp, "print_plan", "print tables"),
                          (sp, "plan", "plan(): records, limits, paper points")):
     wrap(mod, name, label)
 sys.argv = ["cmperf", "plan"] + sys.argv[1:]
