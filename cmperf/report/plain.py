@@ -18,12 +18,15 @@ from typing import Sequence
 #: Environment variables with which rich treats any output as a terminal (styles and all).
 _FORCE_TERMINAL = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
-# rich's HEAVY_HEAD box: the frame of every table cmperf draws.
-_TOP = ("┏", "━", "┳", "┓")
-_HEAD = "┃"
-_HEAD_RULE = ("┡", "━", "╇", "┩")
-_ROW = "│"
-_BOTTOM = ("└", "─", "┴", "┘")
+
+#: Padding rich puts either side of a cell (Table's default padding (0, 1)).
+CELL_PADDING = 2
+
+
+def drawn_width(widths: Sequence[int]) -> int:
+    """Width of a table drawn with columns of these widths (padding included): the columns plus
+    the borders, one per column boundary and the two edges."""
+    return sum(widths) + len(widths) + 1
 
 
 def plain_output(stream=None) -> bool:
@@ -76,10 +79,11 @@ def draw_table(title: str | None, headers: Sequence[str], columns: Sequence[Sequ
     `widths` (padding included) hold every line of every header and cell unwrapped: the title
     left-justified across the table, wrapped at words where it is wider; numbers right-justified,
     text left. None where rich would do more (a tab stop)."""
+    from rich.box import HEAVY_HEAD as box  # rich's default Table box, the frame of every table cmperf draws
     from rich.cells import cell_len
 
-    inner = [w - 2 for w in widths]
-    total = sum(widths) + len(widths) + 1
+    inner = [w - CELL_PADDING for w in widths]
+    total = drawn_width(widths)
 
     def rule(parts) -> str:
         left, fill, cross, end = parts
@@ -91,10 +95,11 @@ def draw_table(title: str | None, headers: Sequence[str], columns: Sequence[Sequ
             return " " * (w - cell_len(line)) + line
         return line + " " * (w - cell_len(line))
 
-    def row(cells: Sequence[str], bar: str) -> list[str]:
+    def row(cells: Sequence[str], bars) -> list[str]:
+        left, bar, end = bars
         split = [c.split("\n") for c in cells]
         height = max(len(s) for s in split)
-        return [bar + bar.join(" " + fit(s[i] if i < len(s) else "", w, r) + " " for s, w, r in zip(split, inner, right)) + bar
+        return [left + bar.join(" " + fit(s[i] if i < len(s) else "", w, r) + " " for s, w, r in zip(split, inner, right)) + end
                 for i in range(height)]
 
     if any("\t" in c for c in (*headers, *(x for col in columns for x in col))):
@@ -105,10 +110,11 @@ def draw_table(title: str | None, headers: Sequence[str], columns: Sequence[Sequ
         if lines is None:
             return None
         out += [fit(line, total, False) for line in lines]
-    out += [rule(_TOP), *row(headers, _HEAD), rule(_HEAD_RULE)]
+    out += [rule((box.top_left, box.top, box.top_divider, box.top_right)), *row(headers, (box.head_left, box.head_vertical, box.head_right)),
+            rule((box.head_row_left, box.head_row_horizontal, box.head_row_cross, box.head_row_right))]
     for cells in zip(*columns):
-        out += row(cells, _ROW)
-    out.append(rule(_BOTTOM))
+        out += row(cells, (box.mid_left, box.mid_vertical, box.mid_right))
+    out.append(rule((box.bottom_left, box.bottom, box.bottom_divider, box.bottom_right)))
     return "".join(line + "\n" for line in out)
 
 

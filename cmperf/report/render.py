@@ -7,6 +7,8 @@ import math
 import re
 from typing import Any, Sequence
 
+from cmperf.report.plain import CELL_PADDING, PlainConsole, draw_table, drawn_width, plain_output, rich_console
+
 FORMATS = ("table", "json", "csv", "md")
 
 
@@ -86,8 +88,6 @@ def make_console(width: int | None = None):
     it is a `PlainConsole` (the same characters, drawn without importing rich's console)."""
     import shutil
 
-    from cmperf.report.plain import PlainConsole, plain_output, rich_console
-
     width = width or shutil.get_terminal_size((DEFAULT_WIDTH, 40)).columns
     return PlainConsole(width) if plain_output() else rich_console(width)
 
@@ -124,8 +124,8 @@ def _table(rows: Sequence[dict], cols: list, names: dict, title: str | None, who
     for c in cols:
         col = cells[c]
         if _right_justified(rows, c, col):
-            # A number ($0.241, -18.0%, 80%/62% too) never breaks: its column is as wide as its widest cell.
-            t.add_column(Text(safe_text(str(names[c]))), justify="right", no_wrap=True, min_width=max(cell_len(str(names[c])), *(cell_len(x) for x in col)))
+            # A number ($0.241, -18.0%, 80%/62% too) never breaks: its column is as wide as its widest line.
+            t.add_column(Text(safe_text(str(names[c]))), justify="right", no_wrap=True, min_width=max(_widest(str(names[c])), *(_widest(x) for x in col)))
         else:
             # Text wraps at words (no narrower than its longest word, up to 14) unless the table cannot fit that way.
             word = min(14, max((cell_len(w) for x in col for w in x.split()), default=1)) if whole_words else None
@@ -140,51 +140,26 @@ def _right_justified(rows: Sequence[dict], c, col: list[str]) -> bool:
     return _is_number(rows[0][c]) or all(_NUMBER_TEXT.match(x) or x == "-" for x in col)
 
 
-def _natural_widths_of(headers: Sequence[str], cells: dict, cols: list) -> list[int]:
-    """`_natural_widths` of the table `_table` draws for these cells, without drawing it: each
-    column's widest line (header or cell), padding included. (A column's minimum width, its
-    widest cell or word, never exceeds that.)"""
+def _widest(text: str) -> int:
+    """Cells taken by the widest line of a header or cell."""
     from rich.cells import cell_len
 
-    def widest(text: str) -> int:
-        return max((cell_len(line) for line in text.splitlines()), default=0)
-
-    return [max(widest(h), *(widest(x) for x in cells[c])) + CELL_PADDING for h, c in zip(headers, cols)]
+    return max((cell_len(line) for line in text.splitlines()), default=0)
 
 
-#: Padding rich puts either side of a cell (Table's default padding (0, 1)).
-CELL_PADDING = 2
+def _natural_widths(headers: Sequence[str], cells: dict, cols: list) -> list[int]:
+    """Each column's width drawn unwrapped, padding included: rich's own measure of the table
+    `_table` draws for these cells (the widest line of the header or any cell; a column's minimum
+    width, its widest line or word, never exceeds that), taken without drawing it."""
+    return [max(_widest(h), *(_widest(x) for x in cells[c])) + CELL_PADDING for h, c in zip(headers, cols)]
 
 
-def _natural_widths(table) -> list[int]:
-    """Each column's width drawn unwrapped, padding included: rich's own measure of text cells
-    (the widest line of any cell or the header), at least the column's minimum width."""
-    from rich.cells import cell_len
-
-    def widest(text) -> int:
-        return max((cell_len(line) for line in str(text).splitlines()), default=0)
-
-    return [max(widest(c.header), *(widest(x) for x in c._cells), c.min_width or 0) + CELL_PADDING for c in table.columns]
-
-
-def _drawn_width(widths: list[int]) -> int:
-    """Width of a table drawn with columns of these widths (padding included): the columns plus
-    the borders, one per column boundary and the two edges."""
-    return sum(widths) + len(widths) + 1
-
-
-def _fits(width: int, table) -> bool:
-    """Whether the table is drawn whole at this width without wrapping a cell: its natural column
-    widths plus borders within the width. (Wider, rich would have to wrap text or crop the right
-    edge: the caller leaves columns out first.)"""
-    return _drawn_width(_natural_widths(table)) <= width
-
-
-def _fix_widths(table, widths: list[int] | None = None) -> None:
-    """Pin each column at its natural width (`widths`, padding included, if already known), so
-    that drawing the table (known to fit) does not measure every cell again: rich draws a
-    fixed-width column as it would have measured it."""
-    for c, w in zip(table.columns, widths or _natural_widths(table)):
+def _fix_widths(table, widths: list[int]) -> None:
+    """Pin each column at its natural width (`widths`, padding included), so that drawing the table
+    (known to fit) does not measure every cell again: rich draws a fixed-width column as it would
+    have measured it. Where `drawn_width` of them is within the console, the table is drawn whole
+    without wrapping a cell (else the caller leaves columns out first)."""
+    for c, w in zip(table.columns, widths):
         c.width = w - CELL_PADDING
 
 
@@ -198,7 +173,6 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
         console.print(f"{title or ''}: (no rows)")
         return
     from cmperf.inputs import safe_text
-    from cmperf.report.plain import PlainConsole, draw_table
 
     cols = list(rows[0])
     names = dict(zip(cols, headers or cols))
@@ -206,10 +180,10 @@ def print_table(rows: Sequence[dict], title: str | None = None, headers: Sequenc
     cells = _cells(rows, cols)
     heads = {c: safe_text(str(names[c])) for c in cols}
     # A column's natural width depends on its own cells only: leaving columns out is arithmetic.
-    natural = dict(zip(cols, _natural_widths_of([heads[c] for c in cols], cells, cols)))
+    natural = dict(zip(cols, _natural_widths([heads[c] for c in cols], cells, cols)))
 
     def fits(kept: list) -> bool:
-        return _drawn_width([natural[c] for c in kept]) <= console.width
+        return drawn_width([natural[c] for c in kept]) <= console.width
 
     for c in drop_when_narrow:
         if fits(cols):

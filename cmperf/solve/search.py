@@ -66,9 +66,10 @@ def decode_grid_deployment(hw: Spec, model: Spec, budget: int, input_len: int, o
                            eplb_perfect: bool = False, max_batch: int = 1024, mtp_choices=None) -> tuple[Workload, Deployment]:
     """(workload, deployments) of `decode_grid`'s candidates as one outer product, every pipeline on
     its axis, for one `evaluate` call that keeps every intermediate (a grid keeps its answers only)."""
+    st = structures(hw, model, budget)
     mtp, b, (n_mb, n_cores), workload, choices = _decode_space(hw, model, input_len, output_len, acceptance, eplb_perfect, mtp_choices,
-                                                               structures(hw, model, budget), batch_grid(max_batch))
-    return workload, _decode_deployment(structures(hw, model, budget), n_mb, n_cores, mtp, b, **choices)
+                                                               st, batch_grid(max_batch))
+    return workload, _decode_deployment(st, n_mb, n_cores, mtp, b, **choices)
 
 
 def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float,
@@ -89,12 +90,12 @@ def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: 
             parts.append((idx, ev.tokens_per_s_per_device, ev.latency_s, ev.result["hbm_used_bytes_per_die"], ev.fits, ev.valid))
 
     def along_pipes(k: int, dtype=float) -> np.ndarray:
-        """The groups' k-th arrays as one over the grid (one group's, where none varies by pipeline)."""
-        if len(parts) == 1:
-            return np.asarray(parts[0][k], dtype=dtype)
-        if all(np.ndim(p[k]) < len(shape) - pipe or np.shape(p[k])[pipe - len(shape)] == 1 for p in parts) \
-                and all(np.array_equal(p[k], parts[0][k]) for p in parts[1:]):
-            return np.asarray(parts[0][k], dtype=dtype)
+        """The groups' k-th arrays as one over the grid: the one group's, or the first group's where
+        every group gives the same array along no pipeline axis (memory and validity), else the
+        groups' arrays placed at their pipelines."""
+        first = np.asarray(parts[0][k], dtype=dtype)
+        if len(parts) == 1 or not any(_spans(p[k], pipe - len(shape)) for p in parts) and all(np.array_equal(p[k], first) for p in parts[1:]):
+            return first
         out = np.empty(shape, dtype)
         for p in parts:
             out[(slice(None),) * pipe + (p[0],)] = p[k]
@@ -110,6 +111,11 @@ def decode_grid(hw: Spec, model: Spec, budget: int, input_len: int, output_len: 
                            "mtp": np.array(mtp, float), "batch": b},
                 {"valid": valid, "hbm_used_bytes_per_die": used}, shape, _full(metric, shape), _full(latency, shape), ok, fits,
                 workload=workload, choices=choices)
+
+
+def _spans(a, axis: int) -> bool:
+    """Whether the array `a` varies along `axis` (negative, counted from the last) of the grid it broadcasts to."""
+    return np.ndim(a) >= -axis and np.shape(a)[axis] > 1
 
 
 def pipeline_groups(microbatches: np.ndarray, attn_cores: np.ndarray) -> list[tuple[list[int], list[float], list[float]]]:

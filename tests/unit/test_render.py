@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 from rich.console import Console
 
-from cmperf.report.render import _fits, _fix_widths, _natural_widths, _table, print_table
+from cmperf.report.plain import drawn_width
+from cmperf.report.render import _cells, _fix_widths, _natural_widths, _table, print_table
 
 # Wide (two-cell) and combining (zero-cell) characters too: widths are cells, not characters.
 WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_/%.\u4e2d\u0301", min_size=1, max_size=18)
@@ -44,9 +45,10 @@ def _draw(table, width: int) -> str:
 @settings(max_examples=150, deadline=None)
 @given(tables())
 def test_natural_widths_are_riches_own_measure(rows):
-    t = _table(rows, list(rows[0]), {c: c for c in rows[0]}, "title")
+    cols = list(rows[0])
+    t = _table(rows, cols, {c: c for c in cols}, "title")
     con = Console(width=10_000, file=io.StringIO())
-    assert _natural_widths(t) == [t._measure_column(con, con.options, c).maximum for c in t.columns]
+    assert _natural_widths(cols, _cells(rows, cols), cols) == [t._measure_column(con, con.options, c).maximum for c in t.columns]
 
 
 @settings(max_examples=150, deadline=None)
@@ -54,11 +56,12 @@ def test_natural_widths_are_riches_own_measure(rows):
 def test_a_table_that_fits_draws_the_same_with_pinned_widths(rows, width):
     cols = list(rows[0])
     plain = _table(rows, cols, {c: c for c in cols}, "title")
-    if _fits(width, plain):
+    widths = _natural_widths(cols, _cells(rows, cols), cols)
+    if drawn_width(widths) <= width:
         drawn = _draw(plain, width)
         assert all(cell_len(line) <= width for line in drawn.splitlines())
         pinned = _table(rows, cols, {c: c for c in cols}, "title")
-        _fix_widths(pinned)
+        _fix_widths(pinned, widths)
         assert _draw(pinned, width) == drawn
 
 
