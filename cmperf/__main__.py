@@ -1,3 +1,3 @@
-from cmperf.cli import main
+from cmperf.cli_entry import run
 
-main()
+run()

@@ -269,7 +269,7 @@ def plan(
     from cmperf.report.plan import print_plan, report_files
     from cmperf.solve.plan import PlanRequest
     from cmperf.solve.plan import plan as run
-    from cmperf.cli_options import reuse_freed_memory
+    from cmperf.cli_heap import reuse_freed_memory
 
     reuse_freed_memory()
     sets_d = parse_set(sets)

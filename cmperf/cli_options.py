@@ -6,14 +6,10 @@ module and none imports another, so the command modules form no import circle.
 
 from __future__ import annotations
 
-import os
-import sys
 from enum import Enum
 from typing import Annotated, Optional
 
 import typer
-
-from cmperf.units import MiB
 
 app = typer.Typer(
     help="cmperf: analytical performance model of LLM inference serving (DeepSeek-R1 on CloudMatrix384 and others).",
@@ -94,28 +90,3 @@ def parse_ms(text: str, option: str) -> float:
     if not lo <= v <= hi:
         raise SpecError(f"expected a time from {lo:g} ms to {hi:g} ms, got {safe_text(repr(text))}", where=option)
     return v
-
-
-#: glibc `mallopt` settings a searching command takes (parameter number, value): arrays up to
-#: M_MMAP_THRESHOLD come from the heap instead of fresh mmaps, and up to M_TRIM_THRESHOLD of freed heap
-#: stays with the process. A chunk's arrays (a few MB each) then reuse the pages the last chunk
-#: freed instead of faulting in new zeroed ones: about 26 ms (7%) of a default `cmperf plan` and 8%
-#: of a threaded sweep on a 2-core machine, for 10-20 MB more peak memory (benchmarks/README.md).
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-ALLOCATOR_SETTINGS = ((M_MMAP_THRESHOLD, 32 * MiB), (M_TRIM_THRESHOLD, 512 * MiB))
-#: Environment variable that leaves the allocator as it is (0).
-ALLOCATOR_ENV = "CMPERF_TUNE_MALLOC"
-
-
-def reuse_freed_memory() -> bool:
-    """Apply ALLOCATOR_SETTINGS to this process where the C library is glibc (the CLI's searching
-    commands call it; the Python API leaves its host process alone). True if applied."""
-    if os.environ.get(ALLOCATOR_ENV, "").strip() == "0" or not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None)
-        return all(libc.mallopt(param, int(value)) == 1 for param, value in ALLOCATOR_SETTINGS)
-    except (OSError, AttributeError):  # not glibc: no mallopt
-        return False

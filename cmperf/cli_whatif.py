@@ -77,7 +77,7 @@ def whatif_command(*, without: tuple = ()):
 
         @functools.wraps(fn)
         def command(**kw):
-            from cmperf.cli_options import reuse_freed_memory
+            from cmperf.cli_heap import reuse_freed_memory
 
             reuse_freed_memory()
             return fn(opts=SimpleNamespace(**{p.name: kw.pop(p.name) for p in common}), **kw)

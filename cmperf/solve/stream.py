@@ -19,7 +19,6 @@ neither the chunks nor their answers depend on the thread count, so neither does
 from __future__ import annotations
 
 import contextvars
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -29,6 +28,7 @@ from cmperf.solve.search import (
 )
 from cmperf.compose.decode import pipelines
 from cmperf.compose.ops import shared_operators
+from cmperf.solve.threads import MAX_SEARCH_THREADS, THREADS_ENV, available_cores, search_threads  # noqa: F401  (re-exported)
 from cmperf.solve.space import (
     ATTN_TP_CHOICES, MICROBATCH_CHOICES, PREFILL_TOKENS_CHOICES, Structures, batch_grid, mtp_axis, structures,
 )
@@ -37,12 +37,8 @@ from cmperf.units import MiB
 
 #: Memory one chunk of candidates may take while the cost model evaluates it.
 CHUNK_BYTES = 128 * MiB
-#: Most threads one search uses (chunks are memory-bandwidth bound: more rarely pay).
-MAX_SEARCH_THREADS = 4
 #: Chunks come in multiples of this: two threads (the default on two cores; more rarely pay) get equal work.
 CHUNK_MULTIPLE = 2
-#: Environment variable that sets the thread count (1: evaluate the chunks in this thread).
-THREADS_ENV = "CMPERF_SEARCH_THREADS"
 #: Intermediate arrays per candidate while evaluated (tracemalloc peak over candidates, chunks of
 #: 12 structures down to 4): prefill 328-563 bytes (384 down to 8 devices).
 BYTES_PER_CANDIDATE = 640
@@ -55,23 +51,6 @@ DECODE_BYTES_PER_CANDIDATE = 170
 def chunk_structures(per_structure: int, chunk_bytes: float = CHUNK_BYTES, bytes_per_candidate: float = BYTES_PER_CANDIDATE) -> int:
     """Structures per chunk: as many as `chunk_bytes` holds, at least one."""
     return max(1, int(chunk_bytes // (bytes_per_candidate * per_structure)))
-
-
-def available_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def search_threads() -> int:
-    """Threads a streamed search uses: $CMPERF_SEARCH_THREADS, else the cores available (at most
-    MAX_SEARCH_THREADS). Worker processes of a parallel what-if set it to 1."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if value.isdigit() and int(value) >= 1:
-        return int(value)
-    return min(MAX_SEARCH_THREADS, available_cores())
 
 
 def chunk_bounds(count: int, most: int) -> list[int]:

@@ -181,7 +181,7 @@ def evaluate_block(base: Scenario, block: list[tuple[int, dict]]) -> list[dict]:
     Each search runs in one thread: the cluster's workers already spread the points over cores."""
     import os
 
-    from cmperf.solve.stream import THREADS_ENV
+    from cmperf.solve.threads import THREADS_ENV
 
     os.environ.setdefault(THREADS_ENV, "1")
     rows = []

@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from types import MappingProxyType
 
-from cmperf.solve.stream import available_cores
+from cmperf.solve.threads import available_cores
 
 #: Blocks per worker: enough to balance uneven points, few enough to keep memos warm.
 BLOCKS_PER_WORKER = 4
@@ -37,7 +37,7 @@ def _block(fn, items):
 
 def _one_search_thread():
     """Worker start-up: each worker searches in one thread (the workers already fill the cores)."""
-    from cmperf.solve.stream import THREADS_ENV
+    from cmperf.solve.threads import THREADS_ENV
 
     os.environ[THREADS_ENV] = "1"
 

@@ -277,7 +277,7 @@ def test_decode_search_answers_carried_past_the_batch_cut_equal_a_fresh_pass(mon
 def test_allocator_setting_applies_on_glibc_and_can_be_left_off(monkeypatch):
     import platform
 
-    from cmperf import cli_options as stream
+    from cmperf import cli_heap as stream
 
     monkeypatch.setenv(stream.ALLOCATOR_ENV, "0")
     assert stream.reuse_freed_memory() is False

@@ -1,0 +1,28 @@
+"""How many threads a search uses: read before the search's modules load (no numpy here), so the
+command line can make the heap ready for them while it starts (`cli_options.prepare_search_heap`)."""
+
+from __future__ import annotations
+
+import os
+
+#: Most threads one search uses (chunks are memory-bandwidth bound: more rarely pay).
+MAX_SEARCH_THREADS = 4
+#: Environment variable that sets the thread count (1: evaluate the chunks in this thread).
+THREADS_ENV = "CMPERF_SEARCH_THREADS"
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def search_threads() -> int:
+    """Threads a streamed search uses: $CMPERF_SEARCH_THREADS, else the cores available (at most
+    MAX_SEARCH_THREADS). Worker processes of a parallel what-if set it to 1."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    return min(MAX_SEARCH_THREADS, available_cores())

@@ -1,0 +1,98 @@
+"""The process entry point (`cli_entry.run`) and the heap it readies for a search (`cli_heap`).
+
+Each case runs in a subprocess: the allocator settings, the arena count and `gc.freeze` belong to a
+process of cmperf's own, never to the test process.
+"""
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from cmperf import cli_heap
+from cmperf.cli_entry import SEARCHING_COMMANDS
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def _python(code: str, **env) -> list[str]:
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **env})
+    assert p.returncode == 0, p.stderr
+    return p.stdout.splitlines()
+
+
+# Faults taken while 96 MB of numpy arrays (the size of a search's chunk arrays) are written, after
+# the heap was readied (or not), in a fresh process.
+FAULTS = """
+import resource, sys
+from cmperf import cli_heap
+ready = sys.argv[1] == "ready"
+thread = cli_heap.prepare_search_heap() if ready else None
+if thread is not None:
+    thread.join()
+import numpy as np
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+arrays = [np.ones(2 ** 21) for _ in range(6)]  # 16 MB each, under the mmap threshold
+print(thread is not None, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_a_readied_heap_serves_the_search_arrays_without_fresh_page_faults():
+    def faults(mode: str) -> tuple[str, int]:
+        p = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, env={**os.environ, "CMPERF_SEARCH_THREADS": "2"})
+        assert p.returncode == 0, p.stderr
+        applied, count = p.stdout.split()
+        return applied, int(count)
+
+    applied, readied = faults("ready")
+    _, fresh = faults("plain")
+    assert applied == "True"
+    # Fresh: one fault per 4 KB page at least, or per 2 MB where numpy gets huge pages (about 48).
+    # Readied: the arrays reuse the faulted-in heap, which holds 2 x 64 MB.
+    assert readied < 0.2 * fresh, (readied, fresh)
+
+
+def test_the_heap_is_left_alone_when_asked(monkeypatch):
+    monkeypatch.setenv(cli_heap.ALLOCATOR_ENV, "0")
+    assert cli_heap.prepare_search_heap() is None
+    assert cli_heap.reuse_freed_memory() is False
+
+
+def test_the_heap_block_comes_from_the_heap():
+    """Blocks under the mmap threshold: freed, they stay with the process for the search to reuse."""
+    assert cli_heap.HEAP_BLOCK_BYTES < cli_heap.MMAP_THRESHOLD_BYTES <= cli_heap.TRIM_THRESHOLD_BYTES
+    assert cli_heap.HEAP_BLOCK_BYTES % cli_heap.PAGE_BYTES == 0
+
+
+ENTRY = """
+import atexit, gc, sys, threading
+sys.argv = ["cmperf"] + sys.argv[1:]
+atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, "heap", any(t.name == "cmperf-heap" for t in threading.enumerate()) or HEAP[0]))
+HEAP = [False]
+import cmperf.cli_heap as h
+real = h.prepare_search_heap
+def spy():
+    HEAP[0] = True
+    return real()
+h.prepare_search_heap = spy
+from cmperf.cli_entry import run
+run()
+"""
+
+
+@pytest.mark.parametrize("args, readies", [(["plan", "--no-write", "--devices", "16", "--hardware", "h100", "--model", "qwen3-30b-a3b"], True),
+                                           (["plan", "--help"], False), (["hardware", "list"], False)])
+def test_the_entry_point_readies_a_search_and_exits_frozen(args, readies):
+    assert args[0] in SEARCHING_COMMANDS or not readies
+    p = subprocess.run([sys.executable, "-c", ENTRY, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == f"frozen True heap {readies}"
+
+
+def test_the_entry_point_keeps_the_exit_codes():
+    p = subprocess.run([sys.executable, "-m", "cmperf", "plan", "--no-write", "--tpot", "0.001"], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.startswith("cmperf: error:") and "Traceback" not in p.stderr
