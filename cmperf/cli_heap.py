@@ -24,8 +24,9 @@ ALLOCATOR_ENV = "CMPERF_TUNE_MALLOC"
 #: glibc `mallopt` parameter: the most malloc arenas. At 1 every thread allocates from the main heap,
 #: so the pages `prepare_search_heap` faults in on its own thread serve the search threads' arrays.
 M_ARENA_MAX = -8
-#: Heap each search thread grows to: the default plan's decode search faults in about 110 MB on its
-#: two threads (28,000 pages, `getrusage` minor faults of a first search in a fresh process).
+#: Heap faulted in for each search thread: the default plan's decode search (one chunk of 70
+#: structures a thread on two threads) peaks at 130 MB of arrays (tracemalloc) and takes about
+#: 100 page faults after 2 x 64 MiB were faulted in, 31,000 without (`getrusage`, fresh process).
 SEARCH_HEAP_BYTES_PER_THREAD = int(64 * MiB)
 #: Linux `madvise` advice: back the range with transparent huge pages where the system allows
 #: (/sys/kernel/mm/transparent_hugepage: `always` or `madvise`), one fault per 2 MB instead of per

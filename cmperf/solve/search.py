@@ -39,7 +39,7 @@ class Grid:
     workload: Workload | None = None  # what every point serves
     choices: dict | None = None  # deployment choices common to every point (EPLB, cache path)
     #: Answers already computed over this grid, by query: ("best", slo) -> `best_per_deployment`,
-    #: "front" -> `pareto_front`. A streamed search fills it from its chunks' answers.
+    #: "front" -> `pareto_front`, "ok_latency" -> `ok_latency_s`. A streamed search fills it from its chunks' answers.
     #: Not an init field: a copy made with `dataclasses.replace` starts with none.
     memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -243,7 +243,12 @@ def best_per_deployment(grid: Grid, slo_s: float | None) -> tuple[np.ndarray, np
     """
     key = ("best", slo_s)
     if key not in grid.memo:
-        feasible = grid.ok if slo_s is None else grid.ok & (grid.latency_s <= slo_s)
+        if slo_s is None:
+            feasible = grid.ok
+        elif np.isfinite(slo_s):
+            feasible = ok_latency_s(grid) <= slo_s  # ok and within the SLO (+inf where not ok)
+        else:
+            feasible = grid.ok & (grid.latency_s <= slo_s)
         m = np.where(feasible, grid.metric, -np.inf)
         j = np.argmax(m, axis=-1)
         best = np.take_along_axis(m, j[..., None], axis=-1)[..., 0]
@@ -251,6 +256,14 @@ def best_per_deployment(grid: Grid, slo_s: float | None) -> tuple[np.ndarray, np
         flat = np.ravel_multi_index((*lead, j), grid.shape)
         grid.memo[key] = read_only(best, flat)
     return grid.memo[key]
+
+
+def ok_latency_s(grid: Grid) -> np.ndarray:
+    """Every point's latency where it is ok, +inf elsewhere: one pass per grid (kept in its memo,
+    read-only) that the SLO masks, the fastest point and the frontier share."""
+    if "ok_latency" not in grid.memo:
+        grid.memo["ok_latency"] = read_only(np.where(grid.ok, grid.latency_s, np.inf))[0]
+    return grid.memo["ok_latency"]
 
 
 def read_only(*arrays):
@@ -269,8 +282,7 @@ def ranked(grid: Grid, slo_s: float | None, top: int) -> list[int]:
 
 
 def best_latency_s(grid: Grid) -> float:
-    lat = np.where(grid.ok, grid.latency_s, np.inf)
-    return float(lat.min())
+    return float(ok_latency_s(grid).min())
 
 
 def limit_reason(grid: Grid, flat_index: int, slo_s: float | None) -> str:
@@ -307,7 +319,8 @@ def _pareto_front(grid: Grid) -> np.ndarray:
     # of equals, as the exact pass keeps): the pre-filter looks at that one.
     # (A point without a finite latency is on no latency frontier.)
     pipes = DECODE_AXES.index("microbatches")
-    lat_all = np.where(grid.ok & np.isfinite(grid.latency_s), grid.latency_s, np.inf)
+    lat_ok = ok_latency_s(grid)
+    lat_all = np.where(lat_ok > -np.inf, lat_ok, np.inf)  # NaN and -inf as +inf: ok and finite only
     pipe = np.expand_dims(np.argmin(lat_all, axis=pipes), pipes)
     lat = np.take_along_axis(lat_all, pipe, axis=pipes)
     ok = np.isfinite(lat)
