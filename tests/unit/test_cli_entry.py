@@ -70,7 +70,8 @@ def test_the_heap_block_comes_from_the_heap():
 ENTRY = """
 import atexit, gc, sys, threading
 sys.argv = ["cmperf"] + sys.argv[1:]
-atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, "heap", any(t.name == "cmperf-heap" for t in threading.enumerate()) or HEAP[0]))
+atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, "heap", any(t.name == "cmperf-heap" for t in threading.enumerate()) or HEAP[0],
+                              "collector", gc.isenabled()))
 HEAP = [False]
 import cmperf.cli_heap as h
 real = h.prepare_search_heap
@@ -86,10 +87,11 @@ run()
 @pytest.mark.parametrize("args, readies", [(["plan", "--no-write", "--devices", "16", "--hardware", "h100", "--model", "qwen3-30b-a3b"], True),
                                            (["plan", "--help"], False), (["hardware", "list"], False)])
 def test_the_entry_point_readies_a_search_and_exits_frozen(args, readies):
+    """A plan gets its heap faulted in and runs without the cyclic collector; every command exits frozen."""
     assert args[0] in SEARCHING_COMMANDS or not readies
     p = subprocess.run([sys.executable, "-c", ENTRY, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[-1] == f"frozen True heap {readies}"
+    assert p.stdout.splitlines()[-1] == f"frozen True heap {readies} collector {not readies}"
 
 
 def test_the_entry_point_keeps_the_exit_codes():
