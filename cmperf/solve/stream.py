@@ -19,6 +19,7 @@ neither the chunks nor their answers depend on the thread count, so neither does
 from __future__ import annotations
 
 import contextvars
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,7 +29,7 @@ from cmperf.solve.search import (
 )
 from cmperf.compose.decode import pipelines
 from cmperf.compose.ops import shared_operators
-from cmperf.solve.threads import MAX_SEARCH_THREADS, THREADS_ENV, available_cores, search_threads  # noqa: F401  (re-exported)
+from cmperf.solve.threads import CHUNK_ENV, MAX_SEARCH_THREADS, THREADS_ENV, available_cores, search_threads  # noqa: F401  (re-exported)
 from cmperf.solve.space import (
     ATTN_TP_CHOICES, MICROBATCH_CHOICES, PREFILL_TOKENS_CHOICES, Structures, batch_grid, mtp_axis, structures,
 )
@@ -39,6 +40,7 @@ from cmperf.units import MiB
 #: evaluations' fixed Python work (about 2.6 ms a call, `decode_grid` over one structure), so fewer,
 #: larger chunks are faster: the default plan's 139 decode structures in two chunks (one per thread on
 #: two cores) instead of four at 128 MiB, 0.240 against 0.249 s a plan, for 64 MB more peak memory.
+#: Worker processes of a parallel what-if use smaller ones (`solve.threads.WORKER_CHUNK_MIB`).
 CHUNK_BYTES = 256 * MiB
 #: Chunks come in multiples of this: two threads (the default on two cores; more rarely pay) get equal work.
 CHUNK_MULTIPLE = 2
@@ -49,6 +51,13 @@ BYTES_PER_CANDIDATE = 640
 #: 4 to 70 structures of a 384-device budget): cloudmatrix384 82-89 bytes (its core splits are
 #: evaluated as one group, `search.pipeline_groups`), h100 113-129, gb200-nvl72 with kimi-k2 148-168.
 DECODE_BYTES_PER_CANDIDATE = 170
+
+
+def chunk_budget() -> float:
+    """A search's chunk budget in bytes: $CMPERF_CHUNK_MIB (set in the worker processes of a parallel
+    what-if, `solve.threads.search_as_worker`), else CHUNK_BYTES."""
+    value = os.environ.get(CHUNK_ENV, "").strip()
+    return int(value) * MiB if value.isdigit() and int(value) >= 1 else CHUNK_BYTES
 
 
 def chunk_structures(per_structure: int, chunk_bytes: float = CHUNK_BYTES, bytes_per_candidate: float = BYTES_PER_CANDIDATE) -> int:
@@ -113,7 +122,7 @@ def _kept(grid: Grid, idx: np.ndarray) -> dict:
 
 
 def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(), frontier: bool = False,
-             chunk_bytes: float = CHUNK_BYTES, bytes_per_candidate: float = BYTES_PER_CANDIDATE, widen=None) -> Grid:
+             chunk_bytes: float | None = None, bytes_per_candidate: float = BYTES_PER_CANDIDATE, widen=None) -> Grid:
     """Run `build(structures) -> Grid` chunk by chunk over `st`; return the grid of the kept structures.
 
     The returned grid answers `ranked(g, slo, k)` and `best_by_devices(g, slo)` for every `slo` in
@@ -124,7 +133,7 @@ def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(),
     `widen(kept, answers, meta) -> (kept, answers, meta)`, where given, extends each chunk's kept
     arrays (and the flat indices of its answers) to a wider grid in the chunk's own thread.
     """
-    n = chunk_structures(per_structure, chunk_bytes, bytes_per_candidate)
+    n = chunk_structures(per_structure, chunk_budget() if chunk_bytes is None else chunk_bytes, bytes_per_candidate)
     if len(st) <= n and widen is None:
         return build(st)
     with shared_operators():
@@ -198,7 +207,7 @@ def _streamed(build, st: Structures, n: int, slos, top: int, keep, frontier: boo
 
 
 def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len: int, acceptance: float, eplb_perfect: bool = False,
-                  *, slos, top: int, keep=(), chunk_bytes: float = CHUNK_BYTES, mtp_choices=None) -> Grid:
+                  *, slos, top: int, keep=(), chunk_bytes: float | None = None, mtp_choices=None) -> Grid:
     """`decode_grid` for any budget, streamed; answers the TPOT SLOs `slos` (seconds) and the frontier.
     `mtp_choices` as `decode_grid` takes them (default: MTP_CHOICES where the model has MTP).
 
@@ -212,6 +221,7 @@ def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len
     def build(part, b=batches):
         return decode_grid(hw, model, budget, input_len, output_len, acceptance, eplb_perfect, mtp_choices=mtp_choices, st=part, batches=b)
 
+    chunk_bytes = chunk_budget() if chunk_bytes is None else chunk_bytes
     if len(st) <= chunk_structures(per, chunk_bytes, DECODE_BYTES_PER_CANDIDATE):
         return build(st)
     j = max(batches_that_fit(hw, model, input_len, output_len, st, mtp_choices, batches), 1)  # batches evaluated: through the last that fits anywhere
@@ -242,7 +252,7 @@ def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len
 
 
 def prefill_search(hw: Spec, model: Spec, budget: int, input_len: int, eplb_perfect: bool = False, prefix_hit: float = 0.0,
-                   *, slos, top: int, keep=(), chunk_bytes: float = CHUNK_BYTES) -> Grid:
+                   *, slos, top: int, keep=(), chunk_bytes: float | None = None) -> Grid:
     """`prefill_grid` for any budget, streamed; answers the TTFT SLOs `slos` (seconds, or None for none)."""
     per = len(ATTN_TP_CHOICES) * len(MICROBATCH_CHOICES) * len(PREFILL_TOKENS_CHOICES)  # at most: small token counts drop out
     return streamed(lambda st: prefill_grid(hw, model, budget, input_len, eplb_perfect, prefix_hit, st=st),

@@ -26,3 +26,22 @@ def search_threads() -> int:
     if value.isdigit() and int(value) >= 1:
         return int(value)
     return min(MAX_SEARCH_THREADS, available_cores())
+
+
+#: Environment variable that sets a search's chunk budget in MiB (`solve.stream.chunk_budget`).
+CHUNK_ENV = "CMPERF_CHUNK_MIB"
+#: The chunk budget of a search that shares the machine with other searching processes, one search
+#: thread each (the workers of a parallel what-if or of an exploration): smaller chunks than a lone
+#: search's share the caches better (a 300-point parallel sweep on two cores 17.2 s, against 19.2 s
+#: at the 256 MiB a plan uses, whose two threads gain more from fewer evaluations).
+WORKER_CHUNK_MIB = 128
+
+
+def search_as_worker(override: bool = True) -> None:
+    """Set this process's searches to run as one of several searching processes: one thread each
+    and WORKER_CHUNK_MIB chunks (`override=False` keeps values the environment already sets)."""
+    for key, value in ((THREADS_ENV, "1"), (CHUNK_ENV, str(WORKER_CHUNK_MIB))):
+        if override:
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)

@@ -179,11 +179,9 @@ def design_points(spec: dict) -> list[dict]:
 def evaluate_block(base: Scenario, block: list[tuple[int, dict]]) -> list[dict]:
     """One row per design point: its inputs, the best decode and prefill deployments, what binds.
     Each search runs in one thread: the cluster's workers already spread the points over cores."""
-    import os
+    from cmperf.solve.threads import search_as_worker
 
-    from cmperf.solve.threads import THREADS_ENV
-
-    os.environ.setdefault(THREADS_ENV, "1")
+    search_as_worker(override=False)
     rows = []
     for i, point in block:
         row = {"point": i, **point}

@@ -36,10 +36,11 @@ def _block(fn, items):
 
 
 def _one_search_thread():
-    """Worker start-up: each worker searches in one thread (the workers already fill the cores)."""
-    from cmperf.solve.threads import THREADS_ENV
+    """Worker start-up: each worker searches in one thread (the workers already fill the cores),
+    in a worker's chunks (`solve.threads.search_as_worker`)."""
+    from cmperf.solve.threads import search_as_worker
 
-    os.environ[THREADS_ENV] = "1"
+    search_as_worker()
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:

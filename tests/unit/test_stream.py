@@ -214,6 +214,28 @@ def test_search_threads_from_the_environment(monkeypatch, value, expected):
     assert stream.search_threads() == (expected if expected is not None else default)
 
 
+@pytest.mark.parametrize("value, expected_mib", [("64", 64), ("", None), ("0", None), ("big", None), ("-1", None)])
+def test_chunk_budget_from_the_environment(monkeypatch, value, expected_mib):
+    from cmperf.solve import stream
+
+    monkeypatch.setenv(stream.CHUNK_ENV, value)
+    assert stream.chunk_budget() == (stream.CHUNK_BYTES if expected_mib is None else expected_mib * 2**20)
+
+
+def test_a_worker_searches_in_one_thread_and_smaller_chunks(monkeypatch):
+    """Worker processes of a parallel what-if (and of an exploration, which keeps what is set)."""
+    from cmperf.solve import stream, threads
+    from cmperf.whatif.parallel import _one_search_thread
+
+    monkeypatch.setenv(threads.THREADS_ENV, "2")
+    monkeypatch.setenv(threads.CHUNK_ENV, "")  # recorded, so that teardown restores what the worker sets
+    monkeypatch.delenv(threads.CHUNK_ENV)
+    threads.search_as_worker(override=False)
+    assert stream.search_threads() == 2 and stream.chunk_budget() == threads.WORKER_CHUNK_MIB * 2**20 < stream.CHUNK_BYTES
+    _one_search_thread()
+    assert stream.search_threads() == 1 and stream.chunk_budget() == threads.WORKER_CHUNK_MIB * 2**20
+
+
 @pytest.mark.parametrize("per_chunk", [3 * 17_424, 21 * 12_960 + 100], ids=["many chunks", "one chunk's worth once the batches are cut"])
 def test_decode_search_evaluates_only_batches_that_fit_somewhere(monkeypatch, per_chunk):
     """decode_search skips the cost model past the last batch that fits anywhere; the answers, the
