@@ -281,6 +281,9 @@ def plan(
     from cmperf.inputs import check_tag
 
     check_tag(tag)
+    from cmperf.cli_heap import stop_faulting_in
+
+    stop_faulting_in()
     result = run(req)
     path = None
     if not no_write:

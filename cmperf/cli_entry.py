@@ -11,28 +11,34 @@ import sys
 SEARCHING_COMMANDS = ("plan",)
 
 
-def run() -> None:
-    """The process entry point (the `cmperf` script, `python -m cmperf`): `cli.main`, with what
-    only a process of its own may do.
-
-    - A searching command's heap is faulted in on an idle core while the command loads
-      (`cli_heap.prepare_search_heap`), and it runs without the cyclic garbage collector, which
-      would find almost nothing to free (reference counting frees its arrays).
-    - The objects left at exit are frozen (`gc.freeze`) before the interpreter shuts down: its
-      last garbage collections then walk none of them, where they would find nothing the exit
-      does not free anyway (about 25 ms of a default `cmperf plan`; benchmarks/README.md).
-    """
+def prepare_process(args: list[str]) -> bool:
+    """What a process of cmperf's own does before it loads the command `args` names: for a
+    searching command, the heap faulted in on an idle core (`cli_heap.prepare_search_heap`) and no
+    cyclic garbage collector, which would find almost nothing to free (reference counting frees
+    its arrays). True if the command searches."""
+    if not (args[:1] and args[0] in SEARCHING_COMMANDS and not {"--help", "-h"} & set(args)):
+        return False
     import gc
 
-    args = sys.argv[1:]
-    if args[:1] and args[0] in SEARCHING_COMMANDS and not {"--help", "-h"} & set(args):
-        from cmperf.cli_heap import prepare_search_heap
+    from cmperf.cli_heap import prepare_search_heap
 
-        prepare_search_heap()
-        gc.disable()
+    prepare_search_heap()
+    gc.disable()
+    return True
+
+
+def run() -> None:
+    """The process entry point (the `cmperf` script, `python -m cmperf`): `cli.main`, with what
+    only a process of its own may do: `prepare_process`, and the objects left at exit frozen
+    (`gc.freeze`) before the interpreter shuts down. Its last garbage collections then walk none
+    of them, where they would find nothing the exit does not free anyway (about 25 ms of a
+    default `cmperf plan`; benchmarks/README.md)."""
+    prepare_process(sys.argv[1:])
     try:
         from cmperf.cli import main
 
         main()
     finally:
+        import gc
+
         gc.freeze()

@@ -55,6 +55,29 @@ def test_a_readied_heap_serves_the_search_arrays_without_fresh_page_faults():
     assert readied < 0.2 * fresh, (readied, fresh)
 
 
+STOPPED = """
+import resource
+from cmperf import cli_heap
+thread = cli_heap.prepare_search_heap()
+cli_heap.stop_faulting_in()
+thread.join(timeout=10)
+import numpy as np
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+arrays = [np.ones(2 ** 21) for _ in range(6)]
+print(thread.is_alive(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_a_stopped_heap_thread_ends_and_frees_what_it_held():
+    """Told the search starts, the thread stops after the block it is on and frees what it holds:
+    it ends, and arrays larger than one block fault in the rest themselves (a thread left to run
+    faults in all four blocks and leaves them none to take: `test_a_readied_heap_...`)."""
+    alive, faults = _python(STOPPED, CMPERF_SEARCH_THREADS="2")[-1].split()
+    assert alive == "False"
+    assert int(faults) > 0
+
+
 def test_the_heap_is_left_alone_when_asked(monkeypatch):
     monkeypatch.setenv(cli_heap.ALLOCATOR_ENV, "0")
     assert cli_heap.prepare_search_heap() is None
@@ -71,7 +94,7 @@ ENTRY = """
 import atexit, gc, sys, threading
 sys.argv = ["cmperf"] + sys.argv[1:]
 atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, "heap", any(t.name == "cmperf-heap" for t in threading.enumerate()) or HEAP[0],
-                              "collector", gc.isenabled()))
+                              "collector", gc.isenabled(), "stopped", h._STOP[0] is not None and h._STOP[0].is_set()))
 HEAP = [False]
 import cmperf.cli_heap as h
 real = h.prepare_search_heap
@@ -87,11 +110,12 @@ run()
 @pytest.mark.parametrize("args, readies", [(["plan", "--no-write", "--devices", "16", "--hardware", "h100", "--model", "qwen3-30b-a3b"], True),
                                            (["plan", "--help"], False), (["hardware", "list"], False)])
 def test_the_entry_point_readies_a_search_and_exits_frozen(args, readies):
-    """A plan gets its heap faulted in and runs without the cyclic collector; every command exits frozen."""
+    """A plan gets its heap faulted in (stopped when the search starts) and runs without the cyclic
+    collector; every command exits frozen."""
     assert args[0] in SEARCHING_COMMANDS or not readies
     p = subprocess.run([sys.executable, "-c", ENTRY, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[-1] == f"frozen True heap {readies} collector {not readies}"
+    assert p.stdout.splitlines()[-1] == f"frozen True heap {readies} collector {not readies} stopped {readies}"
 
 
 def test_the_entry_point_keeps_the_exit_codes():
