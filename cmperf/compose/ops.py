@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,6 +31,13 @@ class Op:
     engine: str = "matrix"  # "matrix", "vector" or "link": the shared resource it occupies
     full_die_time_s: np.ndarray | float = 0.0  # time of the same work on the whole die
     calls: np.ndarray | float = 1.0  # invocations per step (layers x microbatches)
+
+    def copy(self) -> "Op":
+        """A fresh row over the same arrays (`dataclasses.replace` without re-running __init__:
+        a shared operator list is copied for every evaluation that reuses it)."""
+        new = object.__new__(Op)
+        new.__dict__.update(self.__dict__)
+        return new
 
 
 class Die:
@@ -168,7 +175,7 @@ def placement_free(key: tuple, build, *arrays):
     full = key + _fingerprint(*arrays)
     if full not in memo:
         memo[full] = build()
-    return [replace(op) for op in memo[full]]
+    return [op.copy() for op in memo[full]]
 
 
 def placement_arrays(hw: Spec, inp):
