@@ -67,7 +67,7 @@ _STOP: list = [None]
 def stop_faulting_in() -> None:
     """The search is about to start: the heap thread stops after the block it is faulting in and
     frees what it holds, so that the search's arrays take those pages instead of fresh ones beside
-    them (a thread slowed by the kernel, compacting memory for huge pages, would otherwise leave
+    them (a thread slow to get its huge pages, once 370 ms against 13, would otherwise leave
     the search to fault in its own heap next to the held one: 340 MB peak instead of 190)."""
     if _STOP[0] is not None:
         _STOP[0].set()
