@@ -1,5 +1,5 @@
 """How many threads a search uses: read before the search's modules load (no numpy here), so the
-command line can make the heap ready for them while it starts (`cli_options.prepare_search_heap`)."""
+command line can make the heap ready for them while it starts (`cli_heap.prepare_search_heap`)."""
 
 from __future__ import annotations
 
