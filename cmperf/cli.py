@@ -269,7 +269,7 @@ def plan(
     from cmperf.report.plan import print_plan, report_files
     from cmperf.solve.plan import PlanRequest
     from cmperf.solve.plan import plan as run
-    from cmperf.cli_heap import reuse_freed_memory
+    from cmperf.cli_heap import reuse_freed_memory, stop_faulting_in
 
     reuse_freed_memory()
     sets_d = parse_set(sets)
@@ -281,9 +281,7 @@ def plan(
     from cmperf.inputs import check_tag
 
     check_tag(tag)
-    from cmperf.cli_heap import stop_faulting_in
-
-    stop_faulting_in()
+    stop_faulting_in()  # the search starts: the heap the entry point faulted in is its own now
     result = run(req)
     path = None
     if not no_write:
@@ -312,6 +310,16 @@ def app_for(args: list[str]) -> typer.Typer:
     return one
 
 
+def _subcommands(ctx) -> list[str]:
+    """The command names below the program in a click context (`plan`, `hardware show`): the
+    program's own name differs between `cmperf` and `python -m cmperf`."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return names[::-1]
+
+
 def main() -> None:
     """Console entry point: run the app, turning every input error into one line and exit code 2.
 
@@ -330,7 +338,7 @@ def main() -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":  # `cmperf` or `cmperf hardware` alone: show help
             print(exc.ctx.get_help())
             sys.exit(0)
-        hint = f" (see `cmperf {exc.ctx.command_path.split(' ', 1)[1]} --help`)" if getattr(exc, "ctx", None) and " " in exc.ctx.command_path else ""
+        hint = f" (see `cmperf {' '.join(_subcommands(exc.ctx))} --help`)" if _subcommands(getattr(exc, "ctx", None)) else ""
         print(f"cmperf: error: {safe_text(' '.join(exc.format_message().split()))}{hint}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Abort:

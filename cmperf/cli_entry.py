@@ -16,7 +16,7 @@ def prepare_process(args: list[str]) -> bool:
     searching command, the heap faulted in on an idle core (`cli_heap.prepare_search_heap`) and no
     cyclic garbage collector, which would find almost nothing to free (reference counting frees
     its arrays). True if the command searches."""
-    if not (args[:1] and args[0] in SEARCHING_COMMANDS and not {"--help", "-h"} & set(args)):
+    if not (args[:1] and args[0] in SEARCHING_COMMANDS and "--help" not in args):
         return False
     import gc
 

@@ -6,6 +6,7 @@ The Python API leaves its host process alone: only the command line calls these.
 
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 
@@ -34,7 +35,7 @@ SEARCH_HEAP_BYTES_PER_THREAD = int(64 * MiB)
 #: $NUMPY_MADVISE_HUGEPAGE is 0; so does the heap faulted in here.
 MADV_HUGEPAGE = 14
 NUMPY_HUGEPAGE_ENV = "NUMPY_MADVISE_HUGEPAGE"
-PAGE_BYTES = 4096
+PAGE_BYTES = mmap.PAGESIZE
 #: Blocks the heap is faulted in as: the largest under the mmap threshold (so they come from the heap
 #: and stay there when freed), one page short of it.
 HEAP_BLOCK_BYTES = MMAP_THRESHOLD_BYTES - PAGE_BYTES
@@ -53,10 +54,10 @@ def _libc():
         return None
 
 
-def reuse_freed_memory() -> bool:
-    """Apply ALLOCATOR_SETTINGS to this process where the C library is glibc (the CLI's searching
-    commands call it). True if applied."""
-    libc = _libc()
+def reuse_freed_memory(libc=None) -> bool:
+    """Apply ALLOCATOR_SETTINGS to this process where the C library (`libc`, default `_libc()`) is
+    glibc (the CLI's searching commands call it). True if applied."""
+    libc = _libc() if libc is None else libc
     return libc is not None and all(libc.mallopt(param, int(value)) == 1 for param, value in ALLOCATOR_SETTINGS)
 
 
@@ -79,18 +80,17 @@ def prepare_search_heap():
     of heap and frees it again. The search's arrays then land on pages already mapped instead of
     faulting in fresh ones on the search's own time: the faults are taken on a core left idle
     while the interpreter imports numpy, typer and cmperf's modules, until `stop_faulting_in`
-    says the search starts. Call it before any other thread starts (the arena count is fixed once threads allocate). Returns the thread, or None
-    where the allocator settings do not apply (not glibc, or $CMPERF_TUNE_MALLOC=0)."""
-    if not reuse_freed_memory():
+    says the search starts. Call it before any other thread starts (the arena count is fixed once
+    threads allocate). Returns the thread, or None where the allocator settings do not apply (not
+    glibc, or $CMPERF_TUNE_MALLOC=0)."""
+    libc = _libc()
+    if not reuse_freed_memory(libc) or libc.mallopt(M_ARENA_MAX, 1) != 1:
         return None
     import ctypes
     import threading
 
     from cmperf.solve.threads import search_threads
 
-    libc = _libc()
-    if libc.mallopt(M_ARENA_MAX, 1) != 1:
-        return None
     malloc, free = libc.malloc, libc.free
     malloc.restype, malloc.argtypes, free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
     blocks = -(-search_threads() * SEARCH_HEAP_BYTES_PER_THREAD // HEAP_BLOCK_BYTES)

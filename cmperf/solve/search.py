@@ -39,7 +39,8 @@ class Grid:
     workload: Workload | None = None  # what every point serves
     choices: dict | None = None  # deployment choices common to every point (EPLB, cache path)
     #: Answers already computed over this grid, by query: ("best", slo) -> `best_per_deployment`,
-    #: "front" -> `pareto_front`, "ok_latency" -> `ok_latency_s`. A streamed search fills it from its chunks' answers.
+    #: "front" -> `pareto_front`, "ok_latency" -> `ok_latency_s`. A streamed search fills it from
+    #: its chunks' answers.
     #: Not an init field: a copy made with `dataclasses.replace` starts with none.
     memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 

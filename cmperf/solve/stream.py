@@ -60,8 +60,9 @@ def chunk_budget() -> float:
     return int(value) * MiB if value.isdigit() and int(value) >= 1 else CHUNK_BYTES
 
 
-def chunk_structures(per_structure: int, chunk_bytes: float = CHUNK_BYTES, bytes_per_candidate: float = BYTES_PER_CANDIDATE) -> int:
-    """Structures per chunk: as many as `chunk_bytes` holds, at least one."""
+def chunk_structures(per_structure: int, chunk_bytes: float | None = None, bytes_per_candidate: float = BYTES_PER_CANDIDATE) -> int:
+    """Structures per chunk: as many as `chunk_bytes` (default `chunk_budget()`) holds, at least one."""
+    chunk_bytes = chunk_budget() if chunk_bytes is None else chunk_bytes
     return max(1, int(chunk_bytes // (bytes_per_candidate * per_structure)))
 
 
@@ -133,7 +134,7 @@ def streamed(build, st: Structures, per_structure: int, slos, top: int, keep=(),
     `widen(kept, answers, meta) -> (kept, answers, meta)`, where given, extends each chunk's kept
     arrays (and the flat indices of its answers) to a wider grid in the chunk's own thread.
     """
-    n = chunk_structures(per_structure, chunk_budget() if chunk_bytes is None else chunk_bytes, bytes_per_candidate)
+    n = chunk_structures(per_structure, chunk_bytes, bytes_per_candidate)
     if len(st) <= n and widen is None:
         return build(st)
     with shared_operators():
@@ -221,7 +222,6 @@ def decode_search(hw: Spec, model: Spec, budget: int, input_len: int, output_len
     def build(part, b=batches):
         return decode_grid(hw, model, budget, input_len, output_len, acceptance, eplb_perfect, mtp_choices=mtp_choices, st=part, batches=b)
 
-    chunk_bytes = chunk_budget() if chunk_bytes is None else chunk_bytes
     if len(st) <= chunk_structures(per, chunk_bytes, DECODE_BYTES_PER_CANDIDATE):
         return build(st)
     j = max(batches_that_fit(hw, model, input_len, output_len, st, mtp_choices, batches), 1)  # batches evaluated: through the last that fits anywhere

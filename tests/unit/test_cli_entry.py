@@ -17,8 +17,9 @@ from cmperf.cli_entry import SEARCHING_COMMANDS
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
-def _python(code: str, **env) -> list[str]:
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **env})
+def _python(code: str, *args: str, **env) -> list[str]:
+    """The lines `python -c CODE ARGS` prints, in a fresh process (which must succeed)."""
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **env})
     assert p.returncode == 0, p.stderr
     return p.stdout.splitlines()
 
@@ -42,9 +43,7 @@ print(thread is not None, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - b
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_a_readied_heap_serves_the_search_arrays_without_fresh_page_faults():
     def faults(mode: str) -> tuple[str, int]:
-        p = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, env={**os.environ, "CMPERF_SEARCH_THREADS": "2"})
-        assert p.returncode == 0, p.stderr
-        applied, count = p.stdout.split()
+        applied, count = _python(FAULTS, mode, CMPERF_SEARCH_THREADS="2")[-1].split()
         return applied, int(count)
 
     applied, readied = faults("ready")
@@ -113,12 +112,17 @@ def test_the_entry_point_readies_a_search_and_exits_frozen(args, readies):
     """A plan gets its heap faulted in (stopped when the search starts) and runs without the cyclic
     collector; every command exits frozen."""
     assert args[0] in SEARCHING_COMMANDS or not readies
-    p = subprocess.run([sys.executable, "-c", ENTRY, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[-1] == f"frozen True heap {readies} collector {not readies} stopped {readies}"
+    assert _python(ENTRY, *args)[-1] == f"frozen True heap {readies} collector {not readies} stopped {readies}"
 
 
 def test_the_entry_point_keeps_the_exit_codes():
     p = subprocess.run([sys.executable, "-m", "cmperf", "plan", "--no-write", "--tpot", "0.001"], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.startswith("cmperf: error:") and "Traceback" not in p.stderr
+
+
+def test_a_usage_error_under_python_m_names_the_command_as_cmperf():
+    """The hint names `cmperf plan`, not the program path `python -m cmperf` gives click."""
+    p = subprocess.run([sys.executable, "-m", "cmperf", "plan", "-h"], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip() == "cmperf: error: No such option: -h (see `cmperf plan --help`)"
