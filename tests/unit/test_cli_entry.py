@@ -115,6 +115,24 @@ def test_the_entry_point_readies_a_search_and_exits_frozen(args, readies):
     assert _python(ENTRY, *args)[-1] == f"frozen True heap {readies} collector {not readies} stopped {readies}"
 
 
+BLAS = """
+import os, sys, threading
+from cmperf.cli_entry import prepare_process
+prepare_process(sys.argv[1:])
+import numpy
+print(os.environ.get("OPENBLAS_NUM_THREADS"), len(os.listdir("/proc/self/task")) - threading.active_count())
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts the process's threads in /proc")
+def test_the_entry_point_starts_numpy_without_blas_worker_threads(monkeypatch):
+    """One BLAS thread: numpy loads without OpenBLAS workers spinning on the other cores (no thread
+    beside the interpreter's own), unless the environment asks for more."""
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert _python(BLAS, "hardware", "list")[-1] == "1 0"
+    assert _python(BLAS, "plan", "--help", OPENBLAS_NUM_THREADS="2")[-1].split()[0] == "2"
+
+
 def test_the_entry_point_keeps_the_exit_codes():
     p = subprocess.run([sys.executable, "-m", "cmperf", "plan", "--no-write", "--tpot", "0.001"], capture_output=True, text=True)
     assert p.returncode == 2
