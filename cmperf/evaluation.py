@@ -319,6 +319,17 @@ def evaluate(hardware: Spec, model: Spec, workload: Workload, deployment: Deploy
     point, the choice a single deployment would; one that gives them and leaves the core split open
     runs at the hardware file's split.
     """
+    d, chosen = choose(hardware, model, workload, deployment)
+    ev = _run(hardware, model, workload, d)
+    if d.phase == "decode":
+        ev.result["pipeline_chosen"] = chosen
+    return ev
+
+
+def choose(hardware: Spec, model: Spec, workload: Workload, deployment: Deployment) -> tuple[Deployment, bool]:
+    """The deployment `evaluate` evaluates: what `deployment` leaves open (EP, redundancy, MTP,
+    microbatches, core split) taken as `evaluate` takes it, single deployments checked; and whether
+    the pipeline was chosen among several."""
     d = _resolve(hardware, model, workload, deployment)
     chosen = False
     if d.phase == "decode" and d.is_grid and d.microbatches is None:
@@ -336,10 +347,7 @@ def evaluate(hardware: Spec, model: Spec, workload: Workload, deployment: Deploy
         if not np.isfinite(lat).any():
             lat = np.asarray(trial.latency_s)
         d = replace(d, microbatches=MICROBATCH_CHOICES[int(np.argmin(lat))])
-    ev = _run(hardware, model, workload, d)
-    if d.phase == "decode":
-        ev.result["pipeline_chosen"] = chosen
-    return ev
+    return d, chosen
 
 
 # ---- what a user starts from -------------------------------------------------------------------------
@@ -368,6 +376,12 @@ def estimate(deployment: str | Deployment | DeploymentFile = "decode", hardware:
     (`changes`: any `Deployment` or `Workload` field), and `--set` overrides (hardware, model and
     workload keys). Hardware, model, workload and overrides default to those the deployment file
     names, then to cloudmatrix384 / deepseek-r1 / `Workload()`."""
+    return evaluate(*estimate_inputs(deployment, hardware, model, workload, sets, **changes))
+
+
+def estimate_inputs(deployment: str | Deployment | DeploymentFile = "decode", hardware: str | Spec | None = None, model: str | Spec | None = None,
+                    workload: Workload | None = None, sets: dict | None = None, **changes) -> tuple[Spec, Spec, Workload, Deployment]:
+    """(hardware, model, workload, deployment) that `estimate` evaluates, from the same arguments."""
     src = deployment_source(deployment)
     if workload is not None and not isinstance(workload, Workload):
         raise SpecError(f"expected a cmperf Workload, got {workload!r}", where="workload")
@@ -395,4 +409,4 @@ def estimate(deployment: str | Deployment | DeploymentFile = "decode", hardware:
     if model is not None and src.model and (model.name if isinstance(model, Spec) else model) != src.model:
         dep = replace(dep, redundant=None, mtp=None)  # the file's redundancy and MTP tokens are for its own model's experts and MTP module
     dep = dep.with_fields(**{k: v for k, v in given.items() if k in DEPLOYMENT_FIELDS})
-    return evaluate(hw, m, wl, dep)
+    return hw, m, wl, dep

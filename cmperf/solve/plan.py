@@ -10,7 +10,7 @@ import numpy as np
 from cmperf.errors import InfeasibleError, SpecError
 from cmperf.frames import Frame
 from cmperf.inputs import DEFAULT_INPUT_LEN, DEFAULT_MTP_ACCEPTANCE, DEFAULT_OUTPUT_LEN
-from cmperf.evaluation import DEFAULT_DEPLOYMENTS, estimate
+from cmperf.evaluation import DEFAULT_DEPLOYMENTS, choose, estimate_inputs
 from cmperf.overrides import load_specs
 from cmperf.solve.queueing import DEFAULT_MAX_UTILISATION, DEFAULT_TTFT_MS, load_report
 from cmperf.solve.records import explain_all, record
@@ -32,7 +32,7 @@ def paper_deployment(phase: str) -> dict:
     src = load_deployment(DEFAULT_DEPLOYMENTS[phase])
     d = src.deployment
     if any(getattr(d, k) is None for k in PAPER_FIELDS[phase]):
-        d = estimate(src).deployment
+        d = choose(*estimate_inputs(src))[0]  # the choices only: no evaluation of the chosen deployment
     return {k: getattr(d, k) for k in PAPER_FIELDS[phase]}
 
 

@@ -310,3 +310,18 @@ def test_a_grid_leaving_the_pipeline_open_chooses_as_each_deployment_alone():
         assert float(np.asarray(grid.latency_s)[i]) == approx(float(one.latency_s), rel=1e-12)
         assert float(np.asarray(grid.deployment.microbatches)[i]) == one.deployment.microbatches
         assert float(np.asarray(grid.deployment.attention_matrix_cores)[i]) == one.deployment.attention_matrix_cores
+
+
+@pytest.mark.parametrize("changes", [{}, {"batch": 8}, {"microbatches": 2}, {"devices": 32, "ep": None, "redundant": None}])
+@pytest.mark.parametrize("phase", ["decode", "prefill"])
+def test_the_choices_alone_are_those_the_evaluation_takes(phase, changes):
+    """`choose` (what a plan asks of the paper's deployments) picks what `estimate` evaluates,
+    without evaluating the deployment it picks."""
+    from cmperf.evaluation import choose, estimate_inputs
+
+    if phase == "prefill":
+        changes = {k: v for k, v in changes.items() if k != "batch"}
+    d, chosen = choose(*estimate_inputs(phase, **changes))
+    one = evaluate_deployment(phase, **changes)
+    assert d == one.deployment
+    assert phase == "prefill" or chosen == one.result["pipeline_chosen"]
