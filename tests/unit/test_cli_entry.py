@@ -92,8 +92,10 @@ def test_the_heap_block_comes_from_the_heap():
 ENTRY = """
 import atexit, gc, sys, threading
 sys.argv = ["cmperf"] + sys.argv[1:]
-atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, "heap", any(t.name == "cmperf-heap" for t in threading.enumerate()) or HEAP[0],
-                              "collector", gc.isenabled(), "stopped", h._STOP[0] is not None and h._STOP[0].is_set()))
+def state(how):
+    print("frozen", gc.get_freeze_count() > 0, "heap", any(t.name == "cmperf-heap" for t in threading.enumerate()) or HEAP[0],
+          "collector", gc.isenabled(), "stopped", h._STOP[0] is not None and h._STOP[0].is_set(), "ends", how)
+atexit.register(state, "teardown")
 HEAP = [False]
 import cmperf.cli_heap as h
 real = h.prepare_search_heap
@@ -101,18 +103,41 @@ def spy():
     HEAP[0] = True
     return real()
 h.prepare_search_heap = spy
-from cmperf.cli_entry import run
-run()
+import cmperf.cli_entry as ce
+end = ce.end_process
+def ending(code):
+    state("os._exit")
+    end(code)
+ce.end_process = ending
+ce.run()
 """
 
 
 @pytest.mark.parametrize("args, readies", [(["plan", "--no-write", "--devices", "16", "--hardware", "h100", "--model", "qwen3-30b-a3b"], True),
                                            (["plan", "--help"], False), (["hardware", "list"], False)])
 def test_the_entry_point_readies_a_search_and_exits_frozen(args, readies):
-    """A plan gets its heap faulted in (stopped when the search starts) and runs without the cyclic
-    collector; every command exits frozen."""
+    """A plan gets its heap faulted in (stopped when the search starts), runs without the cyclic
+    collector and ends without the interpreter's teardown (its atexit handlers do not run); every
+    command exits frozen."""
     assert args[0] in SEARCHING_COMMANDS or not readies
-    assert _python(ENTRY, *args)[-1] == f"frozen True heap {readies} collector {not readies} stopped {readies}"
+    how = "os._exit" if readies else "teardown"
+    assert _python(ENTRY, *args)[-1] == f"frozen True heap {readies} collector {not readies} stopped {readies} ends {how}"
+
+
+END = """
+import sys
+from cmperf.cli_entry import end_process
+print("out", end="")
+print("err", end="", file=sys.stderr)
+end_process(eval(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("code, status, err", [(None, 0, "err"), (0, 0, "err"), (2, 2, "err"), ("bad input", 1, "errbad input\n")])
+def test_ending_the_process_flushes_its_output_and_keeps_the_exit_status(code, status, err):
+    """`end_process` gives the status `sys.exit(code)` would, with everything written flushed first."""
+    p = subprocess.run([sys.executable, "-c", END, repr(code)], capture_output=True, text=True)
+    assert (p.returncode, p.stdout, p.stderr) == (status, "out", err)
 
 
 BLAS = """
@@ -144,3 +169,16 @@ def test_a_usage_error_under_python_m_names_the_command_as_cmperf():
     p = subprocess.run([sys.executable, "-m", "cmperf", "plan", "-h"], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip() == "cmperf: error: No such option: -h (see `cmperf plan --help`)"
+
+
+def test_a_plan_ended_without_teardown_leaves_its_report_and_output_whole(tmp_path):
+    """The plan's report files are written and renamed, and everything it printed reaches the pipe,
+    before the process ends without the interpreter's teardown."""
+    args = ["plan", "--devices", "16", "--hardware", "h100", "--model", "qwen3-30b-a3b", "--out", str(tmp_path), "--tag", "t"]
+    p = subprocess.run([sys.executable, "-m", "cmperf", *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "1000"})
+    assert p.returncode == 0, p.stderr
+    folder = tmp_path / "plan-t"
+    files = sorted(f.name for f in folder.iterdir())
+    assert "plan.md" in files and not [f for f in files if f.startswith(".")], files
+    assert str(folder) in p.stdout and p.stdout.endswith("\n")
+    assert (folder / "plan.md").read_text().strip()
