@@ -17,7 +17,8 @@ import numpy as np
 from cmperf.comm.collectives import bulk_comm_time_s, fused_moe_comm_time_s
 from cmperf.compose.memory import activation_bytes, comm_buffer_bytes, kv_bytes_per_token, weight_bytes_per_die
 from cmperf.compose.ops import (
-    Die, Op, layer_time_and_fill_s, operator_detail, outcome, pipelined_layer_time_s, placement_arrays, placement_free, stream_time_s, total,
+    Die, Op, Outer, in_slices, layer_time_and_fill_s, operator_detail, outcome, pipelined_layer_time_s, placement_arrays, placement_free,
+    stream_time_s, total,
 )
 from cmperf.costs import attention
 from cmperf.costs.roofline import LATENCY
@@ -78,7 +79,7 @@ def _attention_ops(die: Die, model: Spec, scope, t, r, kv_len, tp, extra_proj=Fa
                            t, r, kv_len, tp, die.matrix_share, die.vector_share)
 
 
-def straggler_wait_s(hw: Spec, work_s, ranks):
+def straggler_wait_s(hw: Spec, work_s, ranks, formed=True):
     """Expected wait of a synchronous all-to-all for its slowest rank.
 
         W = T_pre x c x sqrt(2 ln R)
@@ -86,14 +87,17 @@ def straggler_wait_s(hw: Spec, work_s, ranks):
     that work on one rank (coefficient of variation); R: ranks in the exchange. The exchange
     starts when the last of R near-normal arrivals is in, mu + sigma sqrt(2 ln R) (Gumbel tail,
     as for the hottest expert rank). Load imbalance between ranks is priced where it arises (the
-    hottest expert rank); this is the spread left when every rank has the same work.
+    hottest expert rank); this is the spread left when every rank has the same work. Not `formed`:
+    the same product as an `Outer`, for a search's grid to form a slice at a time.
     """
     c = hw.get("overhead.rank_jitter_cv", 0.0)
     z = np.sqrt(2.0 * np.log(np.maximum(np.asarray(ranks, dtype=float), 1.0)))
-    return np.asarray(work_s, dtype=float) * c * z
+    return np.asarray(work_s, dtype=float) * c * z if formed else Outer(np.asarray(work_s, dtype=float) * c, z)
 
 
 def _wait_op(stream, scope, name, time_s):
+    if isinstance(time_s, Outer):  # a search's grid: no bytes, no work, no bound for a report
+        return Op(name, stream, scope, time_s, 0.0, 0.0, None, engine="sync", full_die_time_s=0.0)
     t = np.asarray(time_s, dtype=float)
     zero = np.broadcast_to(np.float64(0.0), t.shape)  # a wait moves no data and does no work
     bound = np.broadcast_to(np.int64(LATENCY), t.shape) if operator_detail() else None
@@ -132,7 +136,7 @@ def _moe_ops(die: Die, model: Spec, scope, t, inp: DecodeInputs, r, pre_sync_s=0
     ]
     pre = pre_sync_s + total(o.time_s for o in ops)
     ops += [
-        _wait_op(s, scope, "wait for the slowest rank (dispatch)", straggler_wait_s(hw, pre, ep)),
+        _wait_op(s, scope, "wait for the slowest rank (dispatch)", straggler_wait_s(hw, pre, ep, formed=operator_detail())),
         die.comm("dispatch", s, scope, fused_moe_comm_time_s(hw, msgs, 1.0, dmsg, ep, "dispatch", die.vector_share, local_tokens=t), msgs * dmsg),
     ]
     # The busiest die sets the MoE time: a routed-expert die at its hottest load, or a
@@ -326,7 +330,9 @@ def decode_valid(hw: Spec, model: Spec, inp: DecodeInputs, pl: dict):
 
 
 def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
-    """Evaluate decode for the (broadcast) deployments in `inp`. Returns arrays and operator rows."""
+    """Evaluate decode for the (broadcast) deployments in `inp`. Returns arrays and operator rows; a
+    search's grid (`without_operator_detail`) only the latency, the rates and memory."""
+    detail = operator_detail()
     dies_pkg, dies, n, tp = placement_arrays(hw, inp)
     k = np.asarray(inp.mtp, float)
     b = np.asarray(inp.batch, float) / dies_pkg  # requests per die
@@ -348,21 +354,12 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     w_dense = pipelined_layer_time_s(dense_ops, STREAMS, n, hbm_bw)
     moe_att = _attention_ops(att_die, model, "MoE layers", t, r, kv_len, tp)
     moe_ffn, aux = _ffn_ops(moe_die, model, "MoE layers", t, inp, r, stream_time_s(moe_att, "attention"))
-    moe_ops = moe_att + moe_ffn
-    moe_streams = []  # the MoE layer's attention and MoE stream times, per microbatch
-    w_moe, fill_moe = layer_time_and_fill_s(moe_ops, STREAMS, n, hbm_bw, moe_streams)
-    w_moe = less(w_moe, single_batch_hidden_s(moe_die, model, moe_ffn, t, aux["placement"]["dedicated"], n))
-    if not operator_detail():  # a grid no report breaks down: its operators' arrays are done with
-        moe_ops, moe_ffn, moe_att = [], [], []
+    hidden_moe = single_batch_hidden_s(moe_die, model, moe_ffn, t, aux["placement"]["dedicated"], n)
     # The MTP module drafts one token per request per run, k runs per step.
     mtp_att = _attention_ops(att_die, model, "MTP module", r, r, kv_len, tp, extra_proj=True)
     mtp_ffn, _ = _ffn_ops(moe_die, model, "MTP module", r, inp, r, stream_time_s(mtp_att, "attention"))
-    mtp_ops = mtp_att + mtp_ffn
-    w_mtp, fill_mtp = layer_time_and_fill_s(mtp_ops, STREAMS, n, hbm_bw)
-    w_mtp = less(w_mtp, single_batch_hidden_s(moe_die, model, mtp_ffn, r, aux["placement"]["dedicated"], n))
-    if not operator_detail():
-        mtp_ops, mtp_ffn, mtp_att = [], [], []
-    fill = fill_moe + k * fill_mtp
+    hidden_mtp = single_batch_hidden_s(moe_die, model, mtp_ffn, r, aux["placement"]["dedicated"], n)
+    moe_ops, mtp_ops = moe_att + moe_ffn, mtp_att + mtp_ffn
 
     d, V = model["arch.hidden_size"], model["arch.vocab_size"]
     tokens = b * q
@@ -373,19 +370,33 @@ def evaluate_decode(hw: Spec, model: Spec, inp: DecodeInputs) -> dict:
     ]
     serial[1].calls = k
     overhead = hw["overhead.decode_step_s"]
-
-    for op in dense_ops:
-        op.calls = L_dense * n
-    for op in moe_ops:
-        op.calls = L_moe * n
-    for op in mtp_ops:
-        op.calls = k * n * mtp_runs
-    walls = {"dense layers": L_dense * w_dense, "MoE layers": L_moe * w_moe, "MTP module": k * mtp_runs * w_mtp}
-    layers_wall = walls["dense layers"] + walls["MoE layers"] + walls["MTP module"]
-    step = layers_wall + fill + sum(op.calls * op.time_s for op in serial) + overhead
     ept = expected_tokens_per_step(k, inp.mtp_acceptance)
-    tpot = step / ept
-    per_device = np.asarray(inp.batch, float) / tpot
+
+    def compose(moe_ops, mtp_ops, serial, n, k, hidden_moe, hidden_mtp, w_dense, ept, batch):
+        """(TPOT, tokens/s per device, the layers' walls, fill, step, MoE-layer time, its two streams)."""
+        streams = []  # the MoE layer's attention and MoE stream times, per microbatch
+        w_moe, fill_moe = layer_time_and_fill_s(moe_ops, STREAMS, n, hbm_bw, streams)
+        w_moe = less(w_moe, hidden_moe)
+        w_mtp, fill_mtp = layer_time_and_fill_s(mtp_ops, STREAMS, n, hbm_bw)
+        w_mtp = less(w_mtp, hidden_mtp)
+        fill = fill_moe + k * fill_mtp
+        walls = {"dense layers": L_dense * w_dense, "MoE layers": L_moe * w_moe, "MTP module": k * mtp_runs * w_mtp}
+        layers_wall = walls["dense layers"] + walls["MoE layers"] + walls["MTP module"]
+        step = layers_wall + fill + sum(op.calls * op.time_s for op in serial) + overhead
+        tpot = step / ept
+        return tpot, batch / tpot, walls, fill, step, w_moe, *streams
+
+    args = (moe_ops, mtp_ops, serial, n, k, hidden_moe, hidden_mtp, w_dense, ept, np.asarray(inp.batch, float))
+    if detail:
+        tpot, per_device, walls, fill, step, w_moe, *moe_streams = compose(*args)
+    else:  # a search's grid: formed a slice of structures at a time, and no report reads the step's parts
+        shape = np.broadcast_shapes(*(np.shape(getattr(inp, f)) for f in DecodeInputs.__dataclass_fields__ if f != "extra"))
+        tpot, per_device = in_slices(shape, lambda *a: compose(*a)[:2], *args)
+        walls = fill = step = w_moe = None
+        moe_streams, moe_ops, mtp_ops = [None, None], [], []  # nor its operators' arrays
+    for ops, calls in ((dense_ops, L_dense * n), (moe_ops, L_moe * n), (mtp_ops, k * n * mtp_runs)):
+        for op in ops:
+            op.calls = calls
 
     mem, used, cap, max_batch, pl = decode_memory(hw, model, inp)
 

@@ -541,9 +541,9 @@ def test_write_run_dir_bad_parent(tmp_path):
 
 @pytest.mark.parametrize("hardware, model", [("cloudmatrix384", "deepseek-r1"), ("h100", "llama-3.1-405b"), ("h800", "deepseek-v3.2")])
 def test_search_grids_leave_out_what_binds_each_operator_and_nothing_else(hardware, model):
-    """A search's grids carry no per-operator bound and let the MoE-layer and MTP operators go once
-    summed (only a breakdown reads them); every time, HBM figure and answer is the same number as
-    with the detail."""
+    """A search's grids carry no per-operator bound and let the MoE-layer and MTP operators and the
+    decode step's parts go once summed (only a breakdown reads them); every time, HBM figure and
+    answer is the same number as with the detail."""
     import contextlib
 
     import cmperf.solve.search as search_mod
@@ -573,5 +573,9 @@ def test_search_grids_leave_out_what_binds_each_operator_and_nothing_else(hardwa
         for a in lean.result["ops"]:
             b = by_place[(a.scope, a.name)]
             assert np.array_equal(a.time_s, b.time_s) and np.array_equal(a.hbm_bytes, b.hbm_bytes)
-        for k in ("tpot_s" if lean.result["phase"] == "decode" else "ttft_s", "step_s", "tokens_per_s_per_device", "hbm_used_bytes_per_die"):
+        decode = lean.result["phase"] == "decode"
+        for k in ("tpot_s", "tokens_per_s_per_device", "hbm_used_bytes_per_die") if decode else ("ttft_s", "step_s", "tokens_per_s_per_device", "hbm_used_bytes_per_die"):
             assert np.array_equal(lean.result[k], full.result[k]), k
+        # A decode grid forms its step a slice of structures at a time and keeps none of its parts.
+        breakdown = ("step_s", "fill_s", "layer_s", "layer_wall_s", "attention_stream_s", "moe_stream_s")
+        assert not decode or all(lean.result[k] is None and full.result[k] is not None for k in breakdown)
