@@ -49,7 +49,9 @@ CHUNK_MULTIPLE = 2
 BYTES_PER_CANDIDATE = 640
 #: The same for a decode chunk, its answers included (`_chunk` under `shared_operators`, chunks of
 #: 4 to 70 structures of a 384-device budget): cloudmatrix384 82-89 bytes (its core splits are
-#: evaluated as one group, `search.pipeline_groups`), h100 113-129, gb200-nvl72 with kimi-k2 148-168.
+#: evaluated as one group, `search.pipeline_groups`), h100 113-129, gb200-nvl72 with kimi-k2 148-168,
+#: measured before the step was formed a slice at a time (`compose.ops.in_slices`), which took
+#: cloudmatrix384's 70-structure chunk from 78 to 58: an upper bound now.
 DECODE_BYTES_PER_CANDIDATE = 170
 
 
