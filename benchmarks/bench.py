@@ -126,24 +126,28 @@ def fleet_rows(n: int, sweep_points: int, explore_points: int, baseline: Path | 
     """Plan at 384, 3,840 and 38,400 devices, a sweep serial vs parallel and an exploration on a local
     Dask cluster, each with its median wall time as a multiple of `python -c "import numpy"` in this run
     (and, with `baseline`, the default plan and estimate of another checkout, interleaved with ours)."""
-    walls = []
-    for _ in range(n):
-        w, _, _ = run_process([sys.executable, "-c", "import numpy"], REPO)
-        walls.append(w)
-    floor = summarise('python -c "import numpy" (the floor)', walls)
-    rows = [floor]
     cases = [("cmperf estimate decode", ["estimate", "decode"])]
     cases += [(f"cmperf plan --devices {d} --no-write", ["plan", "--devices", str(d), "--no-write"]) for d in (384, 3840, 38400)]
-    for name, args in cases:
-        rows.append(bench_process(name, args, n))
+    floors, runs = [], {name: [] for name, _ in cases}
+    for _ in range(n):  # the floor interleaved with the commands: every ratio is paired, run by run
+        floors.append(run_process([sys.executable, "-c", "import numpy"], REPO)[0])
+        for name, args in cases:
+            runs[name].append(bench_process(name, args, 1))
+    floor = summarise('python -c "import numpy" (the floor)', floors)
+    rows = [floor] + [summarise(name, [r["median_s"] for r in rs], [r["peak_rss_mb"] for r in rs if r["peak_rss_mb"] is not None])
+                      for name, rs in runs.items()]
     if baseline:
         for name, args in (("plan --no-write", ["plan", "--no-write"]), ("estimate decode", ["estimate", "decode"])):
-            ours, theirs = [], []
-            for _ in range(n):  # interleaved, so both see the same machine
+            ours, theirs, own_floor = [], [], []
+            for _ in range(n):  # interleaved with each other and with the floor, so all see the same machine
+                own_floor.append(run_process([sys.executable, "-c", "import numpy"], REPO)[0])
                 ours.append(bench_process(name, args, 1, tree=REPO)["median_s"])
                 theirs.append(bench_process(name, args, 1, tree=baseline)["median_s"])
-            rows.append(summarise(f"python -m cmperf {name} (this checkout)", ours, note="paired with the next row"))
-            rows.append(summarise(f"python -m cmperf {name} (baseline {baseline.name})", theirs))
+            pair = [summarise(f"python -m cmperf {name} (this checkout)", ours, note="paired with the next row"),
+                    summarise(f"python -m cmperf {name} (baseline {baseline.name})", theirs)]
+            for r in pair:
+                r["floor_s"] = statistics.median(own_floor)  # the floor of these runs
+            rows += pair
     key = f"die.hbm_bandwidth_bytes_per_s=0.8e12:3.2e12:{sweep_points}"
     sweeps = (("serial (--workers 1, one search thread: one core)", ["--workers", "1"], {"CMPERF_SEARCH_THREADS": "1"}),
               ("--workers 1 (one process; its searches use every core)", ["--workers", "1"], None),
@@ -157,7 +161,9 @@ def fleet_rows(n: int, sweep_points: int, explore_points: int, baseline: Path | 
         rows.append(bench_process(f"cmperf explore, {explore_points} points, local Dask cluster", ["explore", str(spec), "--out",
                                   str(Path(tmp) / "space.parquet")], 1, note="3 keys, Latin hypercube"))
     for r in rows[1:]:
-        r["note"] = (f"{r['median_s'] / floor['median_s']:.1f}x the numpy floor" + (f"; {r['note']}" if r["note"] else ""))
+        f = r.get("floor_s", floor["median_s"])
+        r["note"] = (f"{r['median_s'] / f:.1f}x the numpy floor" + (f" ({f:.3f} s, interleaved)" if "floor_s" in r else "")
+                     + (f"; {r['note']}" if r["note"] else ""))
     return rows
 
 
