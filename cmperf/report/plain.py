@@ -55,7 +55,7 @@ def wrap(text: str, width: int) -> list[str] | None:
 
     out = []
     for line in text.split("\n"):
-        if cell_len(line) <= width:  # nothing to break, strip or crop
+        if len(line) <= width and cell_len(line) <= width:  # nothing to break, strip or crop (rich strips by characters)
             out.append(line)
             continue
         try:

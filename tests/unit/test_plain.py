@@ -49,6 +49,7 @@ def test_text_wrapping_cases():
     assert wrap("fits exactly", 12) == ["fits exactly"]
     assert wrap("x\n\ny", 5) == ["x", "", "y"]
     assert wrap("tab\there", 80) is None  # tab stops are rich's to expand
+    assert wrap("\u0301 ", 1) == ["\u0301"]  # one cell wide, two characters: rich strips past the width by characters
 
 
 @st.composite
