@@ -31,10 +31,12 @@ def search_threads() -> int:
 #: Environment variable that sets a search's chunk budget in MiB (`solve.stream.chunk_budget`).
 CHUNK_ENV = "CMPERF_CHUNK_MIB"
 #: The chunk budget of a search that shares the machine with other searching processes, one search
-#: thread each (the workers of a parallel what-if or of an exploration): smaller chunks than a lone
-#: search's share the caches better (a 300-point parallel sweep on two cores 17.2 s, against 19.2 s
-#: at the 256 MiB a plan uses, whose two threads gain more from fewer evaluations).
-WORKER_CHUNK_MIB = 128
+#: thread each (the workers of a parallel what-if or of an exploration). Smaller chunks than a lone
+#: search's shared the caches better while a chunk's last sums ran over arrays its size (a 300-point
+#: parallel sweep on two cores 17.2 s at 128 MiB against 19.2 s at 256); since those sums are formed a
+#: slice at a time (`compose.ops.in_slices`) fewer evaluations win there too: 17.7-17.8 s at 256 MiB,
+#: 18.2-18.3 at 128, 19.8-19.9 at 64.
+WORKER_CHUNK_MIB = 256
 
 
 def search_as_worker(override: bool = True) -> None:

@@ -222,7 +222,7 @@ def test_chunk_budget_from_the_environment(monkeypatch, value, expected_mib):
     assert stream.chunk_budget() == (stream.CHUNK_BYTES if expected_mib is None else expected_mib * 2**20)
 
 
-def test_a_worker_searches_in_one_thread_and_smaller_chunks(monkeypatch):
+def test_a_worker_searches_in_one_thread_and_the_worker_chunks(monkeypatch):
     """Worker processes of a parallel what-if (and of an exploration, which keeps what is set)."""
     from cmperf.solve import stream, threads
     from cmperf.whatif.parallel import _one_search_thread
@@ -231,7 +231,7 @@ def test_a_worker_searches_in_one_thread_and_smaller_chunks(monkeypatch):
     monkeypatch.setenv(threads.CHUNK_ENV, "")  # recorded, so that teardown restores what the worker sets
     monkeypatch.delenv(threads.CHUNK_ENV)
     threads.search_as_worker(override=False)
-    assert stream.search_threads() == 2 and stream.chunk_budget() == threads.WORKER_CHUNK_MIB * 2**20 < stream.CHUNK_BYTES
+    assert stream.search_threads() == 2 and stream.chunk_budget() == threads.WORKER_CHUNK_MIB * 2**20
     _one_search_thread()
     assert stream.search_threads() == 1 and stream.chunk_budget() == threads.WORKER_CHUNK_MIB * 2**20
 
