@@ -33,7 +33,7 @@ SEARCH_HEAP_BYTES_PER_THREAD = int(64 * MiB)
 #: (/sys/kernel/mm/transparent_hugepage: `always` or `madvise`), one fault per 2 MB instead of per
 #: 4 KB page. numpy asks the same of its own arrays of 4 MB and more, and skips it where
 #: $NUMPY_MADVISE_HUGEPAGE is 0; so does the heap faulted in here.
-MADV_HUGEPAGE = 14
+MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
 NUMPY_HUGEPAGE_ENV = "NUMPY_MADVISE_HUGEPAGE"
 PAGE_BYTES = mmap.PAGESIZE
 #: Blocks the heap is faulted in as: the largest under the mmap threshold (so they come from the heap
@@ -96,7 +96,7 @@ def prepare_search_heap():
     blocks = -(-search_threads() * SEARCH_HEAP_BYTES_PER_THREAD // HEAP_BLOCK_BYTES)
     madvise = libc.madvise
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    huge = os.environ.get(NUMPY_HUGEPAGE_ENV, "").strip() != "0"
+    huge = MADV_HUGEPAGE is not None and os.environ.get(NUMPY_HUGEPAGE_ENV, "").strip() != "0"
     stop = _STOP[0] = threading.Event()
 
     def fault_in():  # each C call releases the interpreter lock: this runs beside the imports

@@ -87,12 +87,12 @@ def straggler_wait_s(hw: Spec, work_s, ranks, formed=True):
     that work on one rank (coefficient of variation); R: ranks in the exchange. The exchange
     starts when the last of R near-normal arrivals is in, mu + sigma sqrt(2 ln R) (Gumbel tail,
     as for the hottest expert rank). Load imbalance between ranks is priced where it arises (the
-    hottest expert rank); this is the spread left when every rank has the same work. Not `formed`:
-    the same product as an `Outer`, for a search's grid to form a slice at a time.
+    hottest expert rank); this is the spread left when every rank has the same work. Not `formed`: an `Outer`.
     """
     c = hw.get("overhead.rank_jitter_cv", 0.0)
     z = np.sqrt(2.0 * np.log(np.maximum(np.asarray(ranks, dtype=float), 1.0)))
-    return np.asarray(work_s, dtype=float) * c * z if formed else Outer(np.asarray(work_s, dtype=float) * c, z)
+    x = np.asarray(work_s, dtype=float) * c
+    return x * z if formed else Outer(x, z)
 
 
 def _wait_op(stream, scope, name, time_s):

@@ -40,7 +40,7 @@ from cmperf.units import MiB
 #: evaluations' fixed Python work (about 2.6 ms a call, `decode_grid` over one structure), so fewer,
 #: larger chunks are faster: the default plan's 139 decode structures in two chunks (one per thread on
 #: two cores) instead of four at 128 MiB, 0.240 against 0.249 s a plan, for 64 MB more peak memory.
-#: Worker processes of a parallel what-if take theirs from `solve.threads.WORKER_CHUNK_MIB`.
+#: Worker processes of a parallel what-if use the same (`solve.threads.search_as_worker`).
 CHUNK_BYTES = 256 * MiB
 #: Chunks come in multiples of this: two threads (the default on two cores; more rarely pay) get equal work.
 CHUNK_MULTIPLE = 2
@@ -56,8 +56,7 @@ DECODE_BYTES_PER_CANDIDATE = 170
 
 
 def chunk_budget() -> float:
-    """A search's chunk budget in bytes: $CMPERF_CHUNK_MIB (set in the worker processes of a parallel
-    what-if, `solve.threads.search_as_worker`), else CHUNK_BYTES."""
+    """A search's chunk budget in bytes: $CMPERF_CHUNK_MIB, else CHUNK_BYTES."""
     value = os.environ.get(CHUNK_ENV, "").strip()
     return int(value) * MiB if value.isdigit() and int(value) >= 1 else CHUNK_BYTES
 

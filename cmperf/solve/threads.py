@@ -30,20 +30,16 @@ def search_threads() -> int:
 
 #: Environment variable that sets a search's chunk budget in MiB (`solve.stream.chunk_budget`).
 CHUNK_ENV = "CMPERF_CHUNK_MIB"
-#: The chunk budget of a search that shares the machine with other searching processes, one search
-#: thread each (the workers of a parallel what-if or of an exploration). Smaller chunks than a lone
-#: search's shared the caches better while a chunk's last sums ran over arrays its size (a 300-point
-#: parallel sweep on two cores 17.2 s at 128 MiB against 19.2 s at 256); since those sums are formed a
-#: slice at a time (`compose.ops.in_slices`) fewer evaluations win there too: 17.7-17.8 s at 256 MiB,
-#: 18.2-18.3 at 128, 19.8-19.9 at 64.
-WORKER_CHUNK_MIB = 256
 
 
 def search_as_worker(override: bool = True) -> None:
     """Set this process's searches to run as one of several searching processes: one thread each
-    and WORKER_CHUNK_MIB chunks (`override=False` keeps values the environment already sets)."""
-    for key, value in ((THREADS_ENV, "1"), (CHUNK_ENV, str(WORKER_CHUNK_MIB))):
-        if override:
-            os.environ[key] = value
-        else:
-            os.environ.setdefault(key, value)
+    (`override=False` keeps a count the environment already sets). Their chunks are a lone search's:
+    smaller ones shared the caches better while a chunk's last sums ran over arrays its size (a
+    300-point parallel sweep on two cores 17.2 s at 128 MiB against 19.2 s at 256), but since those
+    sums are formed a slice at a time (`compose.ops.in_slices`) fewer evaluations win there too:
+    17.7-17.8 s at 256 MiB, 18.2-18.3 at 128, 19.8-19.9 at 64."""
+    if override:
+        os.environ[THREADS_ENV] = "1"
+    else:
+        os.environ.setdefault(THREADS_ENV, "1")

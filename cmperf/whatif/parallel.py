@@ -36,8 +36,8 @@ def _block(fn, items):
 
 
 def _one_search_thread():
-    """Worker start-up: each worker searches in one thread (the workers already fill the cores),
-    in a worker's chunks (`solve.threads.search_as_worker`)."""
+    """Worker start-up: each worker searches in one thread (the workers already fill the cores;
+    `solve.threads.search_as_worker`)."""
     from cmperf.solve.threads import search_as_worker
 
     search_as_worker()

@@ -222,18 +222,20 @@ def test_chunk_budget_from_the_environment(monkeypatch, value, expected_mib):
     assert stream.chunk_budget() == (stream.CHUNK_BYTES if expected_mib is None else expected_mib * 2**20)
 
 
-def test_a_worker_searches_in_one_thread_and_the_worker_chunks(monkeypatch):
+def test_a_worker_searches_in_one_thread_and_a_lone_search_s_chunks(monkeypatch):
     """Worker processes of a parallel what-if (and of an exploration, which keeps what is set)."""
     from cmperf.solve import stream, threads
     from cmperf.whatif.parallel import _one_search_thread
 
     monkeypatch.setenv(threads.THREADS_ENV, "2")
-    monkeypatch.setenv(threads.CHUNK_ENV, "")  # recorded, so that teardown restores what the worker sets
-    monkeypatch.delenv(threads.CHUNK_ENV)
+    monkeypatch.delenv(threads.CHUNK_ENV, raising=False)
     threads.search_as_worker(override=False)
-    assert stream.search_threads() == 2 and stream.chunk_budget() == threads.WORKER_CHUNK_MIB * 2**20
+    assert stream.search_threads() == 2 and stream.chunk_budget() == stream.CHUNK_BYTES
     _one_search_thread()
-    assert stream.search_threads() == 1 and stream.chunk_budget() == threads.WORKER_CHUNK_MIB * 2**20
+    assert stream.search_threads() == 1 and stream.chunk_budget() == stream.CHUNK_BYTES
+    monkeypatch.setenv(threads.CHUNK_ENV, "64")  # a budget the environment sets stays
+    _one_search_thread()
+    assert stream.chunk_budget() == 64 * 2**20
 
 
 @pytest.mark.parametrize("per_chunk", [3 * 17_424, 21 * 12_960 + 100], ids=["many chunks", "one chunk's worth once the batches are cut"])
